@@ -1,0 +1,1 @@
+//! Safe extraction of an untrusted archive into a private temporary directory.

@@ -1,0 +1,198 @@
+//! Command-line interface: parsing and dispatch. Every command prints one clear
+//! error line and exits non-zero on failure.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::progress::{Console, Progress};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "diskette",
+    version,
+    about = "Archive an application's data and media into one tar.gz, keep a registry of dumps, restore them elsewhere",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file (default: $DISKETTE_CONFIG, then ./diskette.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print only errors, warnings and results
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write an archive of the application data and the storages
+    Dump(DumpArgs),
+    /// Restore an archive (a file, an http(s) URL, or the service's latest dump)
+    Load(LoadArgs),
+    /// Show the application definitions and the tables each one covers
+    Apps,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Leave the application data out
+    #[arg(long)]
+    pub no_data: bool,
+    /// Leave the storages out
+    #[arg(long)]
+    pub no_storages: bool,
+    /// Ignore the storage exclude patterns
+    #[arg(long)]
+    pub no_storages_excludes: bool,
+    /// Directory to write the archive into (default: [dump] path)
+    #[arg(long, value_name = "DIR")]
+    pub destination: Option<PathBuf>,
+    /// File name pattern, with {features} and {date} (default: [dump] filename)
+    #[arg(long, value_name = "PATTERN")]
+    pub filename: Option<String>,
+    /// Validate everything and report what would be archived, without writing anything
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Archive path or http(s) URL
+    #[arg(value_name = "ARCHIVE|URL")]
+    pub source: String,
+    /// Do not load the data
+    #[arg(long)]
+    pub no_data: bool,
+    /// Do not restore the storages
+    #[arg(long)]
+    pub no_storages: bool,
+    /// Where storages are restored (default: [load] storages_basepath)
+    #[arg(long, value_name = "DIR")]
+    pub storages_basepath: Option<PathBuf>,
+    /// Skip this data file (its name in the archive, e.g. blog.json); repeatable
+    #[arg(long, value_name = "FILENAME")]
+    pub exclude_data: Vec<String>,
+    /// Expected BLAKE2b checksum (128 hex digits), verified before extraction; "no" to skip
+    #[arg(long, value_name = "HEX|no")]
+    pub checksum: Option<String>,
+    /// Keep a downloaded archive instead of deleting it after the load
+    #[arg(long)]
+    pub keep: bool,
+    /// Directory for downloaded archives (default: a temporary directory)
+    #[arg(long, value_name = "DIR")]
+    pub download_destination: Option<PathBuf>,
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Dump(args) => {
+            let config = Config::discover(cli.config.as_deref())?;
+            run_dump(&config, args, cli.quiet)
+        }
+        Command::Load(args) => {
+            let config = Config::discover(cli.config.as_deref())?;
+            run_load(&config, args, cli.quiet)
+        }
+        Command::Apps => {
+            let config = Config::discover(cli.config.as_deref())?;
+            let report = crate::apps::describe(&config)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
+    let opts = crate::dump::DumpOptions {
+        with_data: !args.no_data,
+        with_storages: !args.no_storages,
+        storages_excludes: !args.no_storages_excludes,
+        destination: args.destination,
+        filename: args.filename,
+    };
+    let console = Console::new(quiet);
+    if args.check {
+        let report = crate::dump::check(config, &opts, &console)?;
+        print!("{report}");
+        return Ok(());
+    }
+    let outcome = crate::dump::dump(config, &opts, &console)?;
+    console.finish();
+    console_log(
+        quiet,
+        &format!(
+            "Archive written: {} ({}, {} files)",
+            outcome.path.display(),
+            humansize::format_size(outcome.size, humansize::DECIMAL),
+            outcome.files
+        ),
+    );
+    // The checksum alone on stdout, so scripts can capture it.
+    println!("{}", outcome.checksum);
+    Ok(())
+}
+
+fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {
+    let checksum = match args.checksum.as_deref() {
+        None | Some("no") => None,
+        Some(hex) if crate::checksum::is_valid_hex(hex) => Some(hex.to_ascii_lowercase()),
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "--checksum: {other:?} is not 128 hexadecimal digits (or \"no\")"
+            )));
+        }
+    };
+    let opts = crate::load::LoadOptions {
+        source: args.source,
+        with_data: !args.no_data,
+        with_storages: !args.no_storages,
+        storages_basepath: args.storages_basepath,
+        exclude_data: args.exclude_data,
+        checksum,
+        keep: args.keep,
+        download_destination: args.download_destination,
+    };
+    let console = Console::new(quiet);
+    let report = crate::load::load(config, &opts, &console)?;
+    console.finish();
+    console_log(quiet, &report.to_string());
+    Ok(())
+}
+
+fn console_log(quiet: bool, line: &str) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// Log to stderr; `RUST_LOG` refines it.
+pub fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The error and its causes on one line.
+pub fn error_line(e: &Error) -> String {
+    let mut line = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = s.source();
+    }
+    line.replace('\n', " ")
+}

@@ -1,0 +1,454 @@
+//! Configuration: one TOML file, every key overridable from the environment.
+//!
+//! The file is read once, overrides are applied, then it is deserialized into
+//! typed values; a bad key or type gives one line naming the key
+//! (`dump.compression_level: invalid type ...`). Relative paths resolve
+//! against the directory of the configuration file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "DISKETTE_CONFIG";
+/// Default configuration file name, looked up in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "diskette.toml";
+/// Default archive file name pattern (Diskette's, with a date).
+pub const DEFAULT_FILENAME: &str = "diskette{features}_{date}.tar.gz";
+
+const SECTIONS: &[&str] = &["server", "registry", "dump", "storages", "data", "load"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (None for a configuration built in code).
+    pub source: Option<PathBuf>,
+    /// Directory relative paths were resolved against.
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub registry: RegistryConfig,
+    pub dump: DumpConfig,
+    pub storages: StoragesConfig,
+    pub data: DataConfig,
+    pub apps: Vec<AppConfig>,
+    pub load: LoadConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub addr: String,
+    pub base_url: Option<String>,
+    pub secure_cookies: bool,
+    /// Idle session lifetime, in minutes.
+    pub session_minutes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8000".into(),
+            base_url: None,
+            secure_cookies: false,
+            session_minutes: 8 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// `sqlite://relative.db` or `sqlite:///absolute.db`; default: `diskette-registry.db`
+    /// beside the configuration file.
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DumpConfig {
+    pub path: PathBuf,
+    pub filename: String,
+    /// Octal file mode of written archives, as a string (`"0644"`).
+    pub permissions: String,
+    pub auto_purge: bool,
+    pub concurrency: usize,
+    /// Deflate level for compressible content, 0-9.
+    pub compression_level: u32,
+    /// Deflate level for content that is already compressed (JPEG, MP4, ZIP...), 0-9.
+    pub compressed_media_level: u32,
+}
+
+impl Default for DumpConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("dumps"),
+            filename: DEFAULT_FILENAME.into(),
+            permissions: "0644".into(),
+            auto_purge: true,
+            concurrency: 1,
+            compression_level: 6,
+            compressed_media_level: 1,
+        }
+    }
+}
+
+impl DumpConfig {
+    pub fn mode(&self) -> Result<u32> {
+        let digits = self.permissions.trim_start_matches("0o");
+        u32::from_str_radix(digits, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "dump.permissions: {:?} is not an octal file mode such as \"0644\"",
+                    self.permissions
+                ))
+            })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoragesConfig {
+    pub basepath: PathBuf,
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+}
+
+impl Default for StoragesConfig {
+    fn default() -> Self {
+        Self {
+            basepath: PathBuf::from("."),
+            paths: Vec::new(),
+            excludes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Database the built-in engine dumps from and loads into.
+    pub database_url: Option<String>,
+    /// Table name → model label, for tables that don't follow `app_model`.
+    pub labels: BTreeMap<String, String>,
+    /// Timeout of dump and load commands, in seconds.
+    pub command_timeout: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    pub name: String,
+    pub comments: Option<String>,
+    pub models: Vec<String>,
+    pub excludes: Vec<String>,
+    pub filename: Option<String>,
+    pub is_drain: bool,
+    pub allow_drain: bool,
+    pub drain_excluded: bool,
+    pub natural_foreign: bool,
+    pub natural_primary: bool,
+    pub dump_command: Option<Vec<String>>,
+    pub load_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConfig {
+    pub storages_basepath: PathBuf,
+    /// Data files smaller than this (in bytes) are skipped.
+    pub min_data_size: u64,
+    pub protocols: Vec<String>,
+    pub follow_redirects: bool,
+    /// Download timeout, in seconds.
+    pub timeout: u64,
+    /// Refuse an archive that unpacks to more than this many bytes.
+    pub max_unpacked_bytes: u64,
+    /// Refuse an archive with more than this many members.
+    pub max_entries: u64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            storages_basepath: PathBuf::from("."),
+            min_data_size: 6,
+            protocols: vec!["http://".into(), "https://".into()],
+            follow_redirects: false,
+            timeout: 300,
+            max_unpacked_bytes: 256 * 1024 * 1024 * 1024,
+            max_entries: 10_000_000,
+        }
+    }
+}
+
+/// The raw file shape, before paths are resolved.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: ServerConfig,
+    registry: RegistryConfig,
+    dump: DumpConfig,
+    storages: StoragesConfig,
+    data: DataConfig,
+    apps: Vec<AppConfig>,
+    load: LoadConfig,
+}
+
+impl Config {
+    /// Find the file (`--config`, then `DISKETTE_CONFIG`, then `./diskette.toml`) and load it.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os(CONFIG_ENV) {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => PathBuf::from(DEFAULT_CONFIG_FILE),
+            },
+        };
+        Config::load(&path, std::env::vars())
+    }
+
+    /// Read `path`, apply `DISKETTE_<SECTION>_<KEY>` overrides from `env`, validate.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("file {} not found (give one with --config or {CONFIG_ENV})", path.display())
+                }
+                _ => format!("cannot read {}: {e}", path.display()),
+            })
+        })?;
+        let base_dir = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Config::from_toml(&text, &base_dir, env)
+            .map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+                other => other,
+            })?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parse configuration text; relative paths resolve against `base_dir`.
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start].lines().count().max(1))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            Error::Config(format!("invalid TOML{line}: {}", e.message()))
+        })?;
+        apply_env_overrides(&mut table, env)?;
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Error::Config(format!("{path}: {}", e.into_inner()))
+            })?;
+        let mut config = Config {
+            source: None,
+            base_dir: base_dir.to_path_buf(),
+            server: raw.server,
+            registry: raw.registry,
+            dump: raw.dump,
+            storages: raw.storages,
+            data: raw.data,
+            apps: raw.apps,
+            load: raw.load,
+        };
+        config.resolve_paths();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir.clone();
+        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        self.dump.path = abs(&self.dump.path);
+        self.storages.basepath = abs(&self.storages.basepath);
+        self.storages.paths = self.storages.paths.iter().map(|p| abs(p)).collect();
+        self.load.storages_basepath = abs(&self.load.storages_basepath);
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.dump.mode()?;
+        for (key, level) in [
+            ("dump.compression_level", self.dump.compression_level),
+            ("dump.compressed_media_level", self.dump.compressed_media_level),
+        ] {
+            if level > 9 {
+                return Err(Error::Config(format!("{key}: {level} is not a level from 0 to 9")));
+            }
+        }
+        if self.dump.concurrency == 0 {
+            return Err(Error::Config("dump.concurrency: must be at least 1".into()));
+        }
+        crate::archive::filename::validate_pattern(&self.dump.filename)
+            .map_err(|m| Error::Config(format!("dump.filename: {m}")))?;
+        for proto in &self.load.protocols {
+            if !matches!(proto.as_str(), "http://" | "https://") {
+                return Err(Error::Config(format!(
+                    "load.protocols: {proto:?} is not supported (only \"http://\" and \"https://\")"
+                )));
+            }
+        }
+        for url in [&self.data.database_url, &self.registry.database_url].into_iter().flatten() {
+            sqlite_path(url, &self.base_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Path of the application database of the built-in engine.
+    pub fn data_database(&self) -> Result<PathBuf> {
+        let url = self.data.database_url.as_deref().ok_or_else(|| {
+            Error::Config("data.database_url: not set, but an application uses the built-in SQL engine".into())
+        })?;
+        sqlite_path(url, &self.base_dir)
+    }
+
+    /// Path of the registry database (default: beside the configuration file).
+    pub fn registry_database(&self) -> Result<PathBuf> {
+        match &self.registry.database_url {
+            Some(url) => sqlite_path(url, &self.base_dir),
+            None => Ok(self.base_dir.join("diskette-registry.db")),
+        }
+    }
+
+    pub fn command_timeout(&self) -> Option<Duration> {
+        (self.data.command_timeout > 0).then(|| Duration::from_secs(self.data.command_timeout))
+    }
+}
+
+/// `sqlite://relative.db` (against `base`) or `sqlite:///absolute.db` → a file path.
+pub fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "database_url: {url:?} is not an SQLite URL (sqlite://relative.db or sqlite:///absolute/path.db)"
+            ))
+        })?;
+    let rest = rest.split('?').next().unwrap_or_default();
+    if rest.is_empty() {
+        return Err(Error::Config(format!("database_url: {url:?} names no file")));
+    }
+    let path = PathBuf::from(rest);
+    Ok(if path.is_absolute() { path } else { base.join(path) })
+}
+
+/// `DISKETTE_DUMP_PATH=/x` sets `[dump] path`. Values are read as TOML when they
+/// parse as a TOML value (`true`, `6`, `["a", "b"]`), else as a string.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("DISKETTE_") else { continue };
+        if name == CONFIG_ENV || rest.starts_with("DEMO_") || rest.starts_with("TEST_") {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+            lower
+                .strip_prefix(s)
+                .and_then(|k| k.strip_prefix('_'))
+                .map(|k| (*s, k.to_string()))
+        }) else {
+            continue;
+        };
+        if key.is_empty() {
+            continue;
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, parsed);
+            }
+            _ => return Err(Error::Config(format!("{section}: must be a table (from {name})"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_toml(text, Path::new("/srv/site"), Vec::new())
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let c = parse("[dump]\npath = \"dumps\"\n[storages]\nbasepath = \"/abs\"\npaths = [\"media\"]\n")
+            .unwrap();
+        assert_eq!(c.dump.path, Path::new("/srv/site/dumps"));
+        assert_eq!(c.storages.basepath, Path::new("/abs"));
+        assert_eq!(c.storages.paths, vec![PathBuf::from("/srv/site/media")]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[dump]\npth = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("dump") && e.contains("pth"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse("[dump]\ncompression_level = \"high\"\n").unwrap_err().to_string();
+        assert!(e.contains("dump.compression_level"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_keys() {
+        let env = vec![
+            ("DISKETTE_DUMP_PATH".to_string(), "/var/dumps".to_string()),
+            ("DISKETTE_DUMP_AUTO_PURGE".to_string(), "false".to_string()),
+            ("DISKETTE_STORAGES_PATHS".to_string(), "[\"a\", \"b\"]".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::from_toml("", Path::new("/srv"), env).unwrap();
+        assert_eq!(c.dump.path, Path::new("/var/dumps"));
+        assert!(!c.dump.auto_purge);
+        assert_eq!(c.storages.paths.len(), 2);
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        let base = Path::new("/srv");
+        assert_eq!(sqlite_path("sqlite://app.db", base).unwrap(), Path::new("/srv/app.db"));
+        assert_eq!(sqlite_path("sqlite:///var/app.db", base).unwrap(), Path::new("/var/app.db"));
+        assert!(sqlite_path("postgres://x", base).is_err());
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/diskette.toml"), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/diskette.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_permissions_refused() {
+        let e = parse("[dump]\npermissions = \"rw\"\n").unwrap_err().to_string();
+        assert!(e.contains("dump.permissions"), "{e}");
+    }
+}

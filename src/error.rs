@@ -1,0 +1,70 @@
+//! The one error type of the engine and the CLI.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad or missing configuration: the message names the key or the path.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Bad command-line usage.
+    #[error("{0}")]
+    Usage(String),
+    /// A file-system operation failed; `path` says on what.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The archive is malformed, hostile or does not match what it claims.
+    #[error("archive: {0}")]
+    Archive(String),
+    /// The data engine could not dump or load a fixture.
+    #[error("data: {0}")]
+    Data(String),
+    /// A dump or load command of an application failed.
+    #[error("command: {0}")]
+    Command(String),
+    /// A download failed.
+    #[error("download: {0}")]
+    Download(String),
+    /// The operation was cancelled (shutdown, signal).
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Registry(#[from] sqlx::Error),
+    #[error("registry migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Error {
+    pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// True when the root cause is a full disk or an exceeded file-size limit.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::StorageFull
+                || source.raw_os_error() == Some(libc::EFBIG))
+    }
+}
+
+/// Attach a path and an action to an `io::Result`.
+pub trait IoContext<T> {
+    fn ctx(self, action: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, action: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

@@ -1,0 +1,1 @@
+//! Downloading an archive from an `http(s)` URL.

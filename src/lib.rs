@@ -1,0 +1,24 @@
+//! Diskette: archive an application's data and media into one `tar.gz`, keep a
+//! registry of the dumps, and restore them elsewhere.
+//!
+//! The archive engine (`dump`, `load`) is shared by the CLI and the web service's
+//! background jobs.
+
+pub mod apps;
+pub mod archive;
+pub mod checksum;
+pub mod cli;
+pub mod config;
+pub mod dump;
+pub mod engine;
+pub mod error;
+pub mod fetch;
+pub mod load;
+pub mod progress;
+pub mod storages;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// Version written in the manifests of the archives we make.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Storage directories: validation, walking with excludes, the symlink policy.
