@@ -35,6 +35,27 @@ pub enum Command {
     Load(LoadArgs),
     /// Show the application definitions and the tables each one covers
     Apps,
+    /// Serve the web admin and the API
+    Serve {
+        /// Listen address, HOST:PORT (default: [server] addr)
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+    /// Create a demo workspace (once) and an admin user, then serve it
+    Demo {
+        /// Workspace directory
+        #[arg(long, default_value = "demo", value_name = "DIR")]
+        dir: PathBuf,
+        /// Listen address, HOST:PORT
+        #[arg(long, default_value = "127.0.0.1:8000", value_name = "HOST:PORT")]
+        addr: String,
+    },
+    /// Manage the staff users of the web admin
+    #[command(subcommand)]
+    User(crate::web::cli::UserCommand),
+    /// Manage the API keys of `load --server`
+    #[command(subcommand)]
+    Key(crate::web::cli::KeyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -57,13 +78,32 @@ pub struct DumpArgs {
     /// Validate everything and report what would be archived, without writing anything
     #[arg(long)]
     pub check: bool,
+    /// Register the archive in the dump registry, under its rules
+    #[arg(long, conflicts_with_all = ["check", "destination", "no_storages_excludes"])]
+    pub save: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Archive path or http(s) URL
-    #[arg(value_name = "ARCHIVE|URL")]
-    pub source: String,
+    #[arg(value_name = "ARCHIVE|URL", required_unless_present = "server")]
+    pub source: Option<String>,
+    /// Fetch the latest available dump from this Diskette server
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "source",
+        requires = "api_key"
+    )]
+    pub server: Option<String>,
+    /// API key for --server
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DISKETTE_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
     /// Do not load the data
     #[arg(long)]
     pub no_data: bool,
@@ -98,6 +138,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let config = Config::discover(cli.config.as_deref())?;
             run_load(&config, args, cli.quiet)
         }
+        Command::Serve { addr } => {
+            let config = Config::discover(cli.config.as_deref())?;
+            crate::web::cli::runtime()?.block_on(crate::web::serve(config, addr.as_deref()))
+        }
+        Command::Demo { dir, addr } => {
+            crate::web::cli::runtime()?.block_on(crate::demo::run(&dir, Some(&addr)))
+        }
+        Command::User(cmd) => crate::web::cli::user(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Key(cmd) => crate::web::cli::key(&Config::discover(cli.config.as_deref())?, cmd),
         Command::Apps => {
             let config = Config::discover(cli.config.as_deref())?;
             let report = crate::apps::describe(&config)?;
@@ -115,6 +164,9 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         destination: args.destination,
         filename: args.filename,
     };
+    if args.save {
+        return crate::web::cli::dump_and_save(config, &opts, quiet);
+    }
     let console = Console::new(quiet);
     if args.check {
         let report = crate::dump::check(config, &opts, &console)?;
@@ -148,7 +200,7 @@ fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {
         }
     };
     let opts = crate::load::LoadOptions {
-        source: args.source,
+        source: args.source.unwrap_or_default(),
         with_data: !args.no_data,
         with_storages: !args.no_storages,
         storages_basepath: args.storages_basepath,
@@ -158,7 +210,12 @@ fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {
         download_destination: args.download_destination,
     };
     let console = Console::new(quiet);
-    let report = crate::load::load(config, &opts, &console)?;
+    let report = match (&args.server, &args.api_key) {
+        (Some(server), Some(key)) => {
+            crate::web::client::load_from_server(config, server, key, opts, &console)?
+        }
+        _ => crate::load::load(config, &opts, &console)?,
+    };
     console.finish();
     console_log(quiet, &report.to_string());
     Ok(())

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::Config;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::Config;
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -34,7 +34,11 @@ pub struct DumpOutcome {
 }
 
 /// Write the archive; on any error no file is left behind.
-pub fn dump(_config: &Config, _opts: &DumpOptions, _progress: &dyn Progress) -> Result<DumpOutcome> {
+pub fn dump(
+    _config: &Config,
+    _opts: &DumpOptions,
+    _progress: &dyn Progress,
+) -> Result<DumpOutcome> {
     todo!()
 }
 

@@ -9,13 +9,17 @@ pub mod archive;
 pub mod checksum;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod load;
 pub mod progress;
+pub mod registry;
 pub mod storages;
+pub mod users;
+pub mod web;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use crate::Config;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::Config;
 
 #[derive(Debug, Clone)]
 pub struct CommandApp {

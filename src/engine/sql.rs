@@ -1,9 +1,9 @@
 //! The built-in SQL engine over SQLite: Django-shaped fixtures, streaming.
 
+use crate::Config;
 use crate::engine::DataFile;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::Config;
 
 /// An open transaction holding applied fixtures.
 pub struct PendingTransaction {
@@ -16,6 +16,10 @@ impl PendingTransaction {
     }
 }
 
-pub fn load_fixtures(_config: &Config, _files: &[DataFile], _progress: &dyn Progress) -> Result<PendingTransaction> {
+pub fn load_fixtures(
+    _config: &Config,
+    _files: &[DataFile],
+    _progress: &dyn Progress,
+) -> Result<PendingTransaction> {
     todo!()
 }

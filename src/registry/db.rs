@@ -1,0 +1,642 @@
+//! Every SQL statement of the registry. Functions are generic over the executor
+//! so they run on the pool or inside a transaction; the rules that need more
+//! than one statement live in `service`.
+
+use sqlx::{FromRow, SqliteExecutor};
+
+use super::types::{Checksum, DumpId, DumpStatus, OptionSet};
+
+/// A dump record, without its logs (they can be long; see `dump_logs`).
+#[derive(Debug, Clone, FromRow)]
+pub struct Dump {
+    #[sqlx(try_from = "i64")]
+    pub id: DumpId,
+    pub created_at: String,
+    pub processed_at: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: DumpStatus,
+    pub with_data: bool,
+    pub with_storages: bool,
+    pub deprecated: bool,
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    pub checksum: Option<String>,
+    pub purged_at: Option<String>,
+    pub error: Option<String>,
+    pub progress_bytes: i64,
+    pub progress_files: i64,
+    pub created_by: Option<i64>,
+    /// Username of `created_by` (joined).
+    pub creator: Option<String>,
+}
+
+impl Dump {
+    pub fn option_set(&self) -> OptionSet {
+        // The schema refuses neither; fall back to both rather than panic.
+        OptionSet::new(self.with_data, self.with_storages).unwrap_or(OptionSet::BOTH)
+    }
+
+    /// Processed and not deprecated: the one dump of its set that can be downloaded.
+    pub fn is_available(&self) -> bool {
+        self.status == DumpStatus::Processed && !self.deprecated
+    }
+
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.checksum.as_deref().and_then(|c| c.parse().ok())
+    }
+}
+
+const DUMP_COLUMNS: &str = "d.id, d.created_at, d.processed_at, d.status, d.with_data, d.with_storages, \
+     d.deprecated, d.filename, d.size, d.checksum, d.purged_at, d.error, d.progress_bytes, \
+     d.progress_files, d.created_by, u.username AS creator";
+
+fn select_dumps(filter: &str) -> String {
+    format!("SELECT {DUMP_COLUMNS} FROM dumps d LEFT JOIN users u ON u.id = d.created_by {filter}")
+}
+
+pub async fn insert_dump<'c>(
+    ex: impl SqliteExecutor<'c>,
+    set: OptionSet,
+    created_by: Option<i64>,
+    now: &str,
+) -> sqlx::Result<DumpId> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO dumps (created_at, status, with_data, with_storages, created_by) \
+         VALUES (?, 'created', ?, ?, ?) RETURNING id",
+    )
+    .bind(now)
+    .bind(set.with_data())
+    .bind(set.with_storages())
+    .bind(created_by)
+    .fetch_one(ex)
+    .await?;
+    Ok(DumpId::from(id))
+}
+
+pub async fn get_dump<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Result<Option<Dump>> {
+    sqlx::query_as(&select_dumps("WHERE d.id = ?"))
+        .bind(id.get())
+        .fetch_optional(ex)
+        .await
+}
+
+pub async fn dump_logs<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT logs FROM dumps WHERE id = ?")
+        .bind(id.get())
+        .fetch_optional(ex)
+        .await
+}
+
+/// Filters of the dump list; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct DumpFilter {
+    pub available: Option<bool>,
+    pub option_set: Option<OptionSet>,
+    pub status: Option<DumpStatus>,
+}
+
+fn filter_clause(f: &DumpFilter) -> (String, Vec<i64>, Option<&'static str>) {
+    let mut clauses = Vec::new();
+    let mut ints = Vec::new();
+    match f.available {
+        Some(true) => clauses.push("(d.status = 'processed' AND d.deprecated = 0)".to_string()),
+        Some(false) => clauses.push("d.deprecated = 1".to_string()),
+        None => {}
+    }
+    if let Some(set) = f.option_set {
+        clauses.push("d.with_data = ? AND d.with_storages = ?".to_string());
+        ints.push(i64::from(set.with_data()));
+        ints.push(i64::from(set.with_storages()));
+    }
+    let status = f.status.map(DumpStatus::as_str);
+    if status.is_some() {
+        clauses.push("d.status = ?".to_string());
+    }
+    let clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (clause, ints, status)
+}
+
+/// One page of dumps, newest first.
+pub async fn list_dumps<'c>(
+    ex: impl SqliteExecutor<'c>,
+    filter: &DumpFilter,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Dump>> {
+    let (clause, ints, status) = filter_clause(filter);
+    let sql = select_dumps(&format!("{clause} ORDER BY d.id DESC LIMIT ? OFFSET ?"));
+    let mut q = sqlx::query_as(&sql);
+    for i in ints {
+        q = q.bind(i);
+    }
+    if let Some(s) = status {
+        q = q.bind(s);
+    }
+    q.bind(limit).bind(offset).fetch_all(ex).await
+}
+
+pub async fn count_dumps<'c>(
+    ex: impl SqliteExecutor<'c>,
+    filter: &DumpFilter,
+) -> sqlx::Result<i64> {
+    let (clause, ints, status) = filter_clause(filter);
+    let sql = format!("SELECT COUNT(*) FROM dumps d {clause}");
+    let mut q = sqlx::query_scalar(&sql);
+    for i in ints {
+        q = q.bind(i);
+    }
+    if let Some(s) = status {
+        q = q.bind(s);
+    }
+    q.fetch_one(ex).await
+}
+
+/// The available dump of an option set, if any.
+pub async fn available_dump<'c>(
+    ex: impl SqliteExecutor<'c>,
+    set: OptionSet,
+) -> sqlx::Result<Option<Dump>> {
+    sqlx::query_as(&select_dumps(
+        "WHERE d.with_data = ? AND d.with_storages = ? AND d.status = 'processed' AND d.deprecated = 0",
+    ))
+    .bind(set.with_data())
+    .bind(set.with_storages())
+    .fetch_optional(ex)
+    .await
+}
+
+/// Move the oldest `created` dump to `pending` and return it.
+pub async fn claim_next<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Option<DumpId>> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE dumps SET status = 'pending' \
+         WHERE id = (SELECT id FROM dumps WHERE status = 'created' ORDER BY id LIMIT 1) \
+         RETURNING id",
+    )
+    .fetch_optional(ex)
+    .await?;
+    Ok(id.map(DumpId::from))
+}
+
+/// Move one given `created` dump to `pending`; false if it was not `created`.
+pub async fn claim<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("UPDATE dumps SET status = 'pending' WHERE id = ? AND status = 'created'")
+            .bind(id.get())
+            .execute(ex)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Progress and new log lines of a running job.
+pub async fn record_progress<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+    bytes: u64,
+    files: u64,
+    new_logs: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE dumps SET progress_bytes = ?, progress_files = ?, logs = logs || ? \
+         WHERE id = ? AND status = 'pending'",
+    )
+    .bind(bytes as i64)
+    .bind(files as i64)
+    .bind(new_logs)
+    .bind(id.get())
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Is there a processed dump of `set` newer than `id`?
+pub async fn newer_processed_exists<'c>(
+    ex: impl SqliteExecutor<'c>,
+    set: OptionSet,
+    id: DumpId,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dumps WHERE with_data = ? AND with_storages = ? \
+         AND status = 'processed' AND id > ?)",
+    )
+    .bind(set.with_data())
+    .bind(set.with_storages())
+    .bind(id.get())
+    .fetch_one(ex)
+    .await
+}
+
+/// Deprecate every dump of `set` older than `id`; returns their ids.
+pub async fn deprecate_older<'c>(
+    ex: impl SqliteExecutor<'c>,
+    set: OptionSet,
+    id: DumpId,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE dumps SET deprecated = 1 WHERE with_data = ? AND with_storages = ? \
+         AND id < ? AND deprecated = 0 RETURNING id",
+    )
+    .bind(set.with_data())
+    .bind(set.with_storages())
+    .bind(id.get())
+    .fetch_all(ex)
+    .await
+}
+
+pub struct Outcome<'a> {
+    pub filename: &'a str,
+    pub size: u64,
+    pub checksum: &'a Checksum,
+    pub bytes: u64,
+    pub files: u64,
+    pub logs: &'a str,
+}
+
+pub async fn set_processed<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+    outcome: &Outcome<'_>,
+    deprecated: bool,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE dumps SET status = 'processed', processed_at = ?, filename = ?, size = ?, \
+         checksum = ?, progress_bytes = ?, progress_files = ?, logs = logs || ?, deprecated = ? \
+         WHERE id = ? AND status = 'pending'",
+    )
+    .bind(now)
+    .bind(outcome.filename)
+    .bind(outcome.size as i64)
+    .bind(outcome.checksum.as_str())
+    .bind(outcome.bytes as i64)
+    .bind(outcome.files as i64)
+    .bind(outcome.logs)
+    .bind(deprecated)
+    .bind(id.get())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_failed<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+    error: &str,
+    logs: &str,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE dumps SET status = 'failed', processed_at = ?, error = ?, logs = logs || ? \
+         WHERE id = ? AND status IN ('created', 'pending')",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(logs)
+    .bind(id.get())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Dumps a dead process left in flight: they become `failed`. Returns their ids.
+pub async fn fail_in_flight<'c>(
+    ex: impl SqliteExecutor<'c>,
+    error: &str,
+    now: &str,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE dumps SET status = 'failed', processed_at = ?, error = ?, \
+         logs = logs || ? WHERE status IN ('created', 'pending') RETURNING id",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(format!("{error}\n"))
+    .fetch_all(ex)
+    .await
+}
+
+/// Deprecate the given dumps; returns the ids that changed.
+pub async fn deprecate<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE dumps SET deprecated = 1 WHERE id = ? AND deprecated = 0")
+        .bind(id.get())
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deprecated processed dumps whose file has not been deleted yet.
+pub async fn purge_candidates<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as(
+        "SELECT id, filename FROM dumps WHERE status = 'processed' AND deprecated = 1 \
+         AND purged_at IS NULL AND filename IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn set_purged<'c>(ex: impl SqliteExecutor<'c>, id: i64, now: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE dumps SET purged_at = ? WHERE id = ? AND purged_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_dump<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM dumps WHERE id = ? AND status IN ('processed', 'failed')")
+        .bind(id.get())
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Total size of the archives still on disk.
+pub async fn stored_bytes<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(size), 0) FROM dumps WHERE status = 'processed' AND purged_at IS NULL",
+    )
+    .fetch_one(ex)
+    .await
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+}
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, is_staff, is_superuser, is_active, created_at, last_login_at";
+
+pub async fn insert_user<'c>(
+    ex: impl SqliteExecutor<'c>,
+    username: &str,
+    password_hash: &str,
+    is_superuser: bool,
+    now: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO users (username, password_hash, is_staff, is_superuser, is_active, created_at) \
+         VALUES (?, ?, 1, ?, 1, ?) RETURNING id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(is_superuser)
+    .bind(now)
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn user_by_name<'c>(
+    ex: impl SqliteExecutor<'c>,
+    username: &str,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+    ))
+    .bind(username)
+    .fetch_optional(ex)
+    .await
+}
+
+pub async fn user_by_id<'c>(ex: impl SqliteExecutor<'c>, id: i64) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await
+}
+
+pub async fn list_users<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<User>> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+    ))
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn set_password_hash<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: i64,
+    hash: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(hash)
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_user_flags<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: i64,
+    is_active: bool,
+    is_staff: bool,
+    is_superuser: bool,
+) -> sqlx::Result<bool> {
+    let done =
+        sqlx::query("UPDATE users SET is_active = ?, is_staff = ?, is_superuser = ? WHERE id = ?")
+            .bind(is_active)
+            .bind(is_staff)
+            .bind(is_superuser)
+            .bind(id)
+            .execute(ex)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn touch_login<'c>(ex: impl SqliteExecutor<'c>, id: i64, now: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub deprecated: bool,
+    pub last_used_at: Option<String>,
+    pub creator: Option<String>,
+}
+
+const KEY_COLUMNS: &str =
+    "k.id, k.name, k.prefix, k.created_at, k.deprecated, k.last_used_at, u.username AS creator";
+
+pub async fn insert_api_key<'c>(
+    ex: impl SqliteExecutor<'c>,
+    name: &str,
+    key_hash: &str,
+    prefix: &str,
+    created_by: Option<i64>,
+    now: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO api_keys (name, key_hash, prefix, created_by, created_at) \
+         VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(name)
+    .bind(key_hash)
+    .bind(prefix)
+    .bind(created_by)
+    .bind(now)
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn api_key_by_hash<'c>(
+    ex: impl SqliteExecutor<'c>,
+    key_hash: &str,
+) -> sqlx::Result<Option<ApiKey>> {
+    sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN users u ON u.id = k.created_by WHERE k.key_hash = ?"
+    ))
+    .bind(key_hash)
+    .fetch_optional(ex)
+    .await
+}
+
+pub async fn list_api_keys<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<ApiKey>> {
+    sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys k LEFT JOIN users u ON u.id = k.created_by ORDER BY k.id DESC"
+    ))
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn deprecate_api_key<'c>(ex: impl SqliteExecutor<'c>, id: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE api_keys SET deprecated = 1 WHERE id = ? AND deprecated = 0")
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn touch_api_key<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: i64,
+    now: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- actions
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Action {
+    pub id: i64,
+    pub at: String,
+    pub verb: String,
+    pub dump_id: Option<i64>,
+    pub detail: String,
+    pub username: Option<String>,
+    pub key_name: Option<String>,
+}
+
+pub async fn insert_action<'c>(
+    ex: impl SqliteExecutor<'c>,
+    user_id: Option<i64>,
+    api_key_id: Option<i64>,
+    verb: &str,
+    dump_id: Option<DumpId>,
+    detail: &str,
+    now: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO actions (at, user_id, api_key_id, verb, dump_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(api_key_id)
+    .bind(verb)
+    .bind(dump_id.map(DumpId::get))
+    .bind(detail)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+pub async fn recent_actions<'c>(
+    ex: impl SqliteExecutor<'c>,
+    limit: i64,
+) -> sqlx::Result<Vec<Action>> {
+    sqlx::query_as(
+        "SELECT a.id, a.at, a.verb, a.dump_id, a.detail, u.username, k.name AS key_name \
+         FROM actions a LEFT JOIN users u ON u.id = a.user_id \
+         LEFT JOIN api_keys k ON k.id = a.api_key_id ORDER BY a.id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+// ---------------------------------------------------------------- login throttling
+
+pub async fn locked_until<'c>(
+    ex: impl SqliteExecutor<'c>,
+    key: &str,
+) -> sqlx::Result<Option<(i64, Option<String>)>> {
+    sqlx::query_as("SELECT failures, locked_until FROM login_failures WHERE key = ?")
+        .bind(key)
+        .fetch_optional(ex)
+        .await
+}
+
+/// Count one more failure; returns the new count.
+pub async fn add_failure<'c>(ex: impl SqliteExecutor<'c>, key: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO login_failures (key, failures) VALUES (?, 1) \
+         ON CONFLICT (key) DO UPDATE SET failures = failures + 1 RETURNING failures",
+    )
+    .bind(key)
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn set_locked_until<'c>(
+    ex: impl SqliteExecutor<'c>,
+    key: &str,
+    until: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE login_failures SET locked_until = ? WHERE key = ?")
+        .bind(until)
+        .bind(key)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+pub async fn clear_failures<'c>(ex: impl SqliteExecutor<'c>, key: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE key = ?")
+        .bind(key)
+        .execute(ex)
+        .await?;
+    Ok(())
+}

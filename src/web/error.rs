@@ -1,0 +1,113 @@
+//! The one error type of the web layer, rendered as an HTML page. A 5xx logs
+//! its cause chain under a request id and shows the user only that id.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::pages::ErrorPage;
+use crate::error::Error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    /// A POST without a valid CSRF token.
+    #[error("invalid or missing CSRF token")]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    /// Anonymous request for a staff page: go to the login page, then come back.
+    #[error("login required")]
+    LoginRequired { next: String },
+    /// Missing, bad or deprecated API key.
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error(transparent)]
+    Internal(Error),
+}
+
+pub type WebResult<T> = Result<T, WebError>;
+
+impl From<Error> for WebError {
+    fn from(e: Error) -> Self {
+        match e {
+            // Refusals of the service layer are the user's to read.
+            Error::Usage(message) => WebError::BadRequest(message),
+            other => WebError::Internal(other),
+        }
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        WebError::Internal(Error::Registry(e))
+    }
+}
+
+impl From<askama::Error> for WebError {
+    fn from(e: askama::Error) -> Self {
+        WebError::Internal(Error::Usage(format!("template: {e}")))
+    }
+}
+
+impl From<tower_sessions::session::Error> for WebError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        WebError::Internal(Error::Usage(format!("session: {e}")))
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            WebError::LoginRequired { next } => {
+                let target = format!("/login?next={}", super::auth::encode_component(&next));
+                return Redirect::to(&target).into_response();
+            }
+            WebError::Unauthorized => {
+                let mut res = (StatusCode::UNAUTHORIZED, "invalid or missing API key\n").into_response();
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+            WebError::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_string()),
+            WebError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "Your account may not open this page.".to_string(),
+            ),
+            WebError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "The form was refused: its security token is missing or expired. Reload the page and try again."
+                    .to_string(),
+            ),
+            WebError::BadRequest(message) => (StatusCode::BAD_REQUEST, "Refused", message),
+            WebError::Internal(e) => {
+                let request_id = crate::users::random_token(8);
+                tracing::error!(%request_id, "internal error: {}", crate::cli::error_line(&e));
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Server error",
+                    format!("Something went wrong on our side. Request id: {request_id}"),
+                )
+            }
+        };
+        error_page(status, title, &message)
+    }
+}
+
+/// An error page; falls back to plain text if the template cannot render.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = ErrorPage {
+        title,
+        message,
+        ctx: Default::default(),
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, format!("{title}: {message}\n")).into_response(),
+    }
+}

@@ -1,0 +1,195 @@
+//! The staff web admin and the API of `diskette load --server` (DESIGN §4).
+//!
+//! `Server::build` opens and recovers the registry and binds the listener
+//! (port 0 in tests); `Server::run` serves until its shutdown token fires,
+//! then waits for the running jobs so the registry is left consistent.
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod pages;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::Config;
+use crate::error::{Error, Result};
+use crate::registry::{Archiver, Registry, Worker};
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+}
+
+/// Content-Security-Policy: our own files only, no inline script.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The whole application, with its layers.
+pub fn router(state: AppState, store: SqliteStore) -> Router {
+    let minutes = state.config.server.session_minutes.max(1) as i64;
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("diskette_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.server.secure_cookies)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(minutes)));
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    routes::routes()
+        .with_state(state)
+        .layer(sessions)
+        .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::REFERRER_POLICY, "same-origin"))
+        .layer(header(header::CACHE_CONTROL, "no-store"))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            auth::FORM_LIMIT,
+        ))
+}
+
+/// A built server, bound but not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    store: SqliteStore,
+    worker: Worker,
+    shutdown: CancellationToken,
+}
+
+impl Server {
+    /// Open and recover the registry, bind `addr` (default: `[server] addr`).
+    pub async fn build(config: Config, addr: Option<&str>, archiver: Archiver) -> Result<Server> {
+        let config = Arc::new(config);
+        let registry = Registry::open(&config).await?;
+        let recovered = registry.recover().await?;
+        if recovered != Default::default() {
+            tracing::warn!(
+                failed = recovered.failed,
+                temp_files = recovered.temp_files,
+                purged = recovered.purged,
+                "recovered the registry after an unclean stop"
+            );
+        }
+        let store = SqliteStore::new(registry.pool().clone());
+        store.migrate().await?;
+        let addr = addr.unwrap_or(&config.server.addr).to_string();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::Config(format!("server.addr: cannot listen on {addr}: {e}")))?;
+        let shutdown = CancellationToken::new();
+        let worker = Worker::new(registry.clone(), config.clone(), archiver, shutdown.clone());
+        Ok(Server {
+            listener,
+            state: AppState { config, registry },
+            store,
+            worker,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.state.registry.clone()
+    }
+
+    /// Cancelling it stops the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve until the shutdown token fires; then finish the running jobs.
+    pub async fn run(self) -> Result<()> {
+        let Server {
+            listener,
+            state,
+            store,
+            worker,
+            shutdown,
+        } = self;
+        let jobs = tokio::spawn(worker.run());
+        let cleanup = {
+            let (store, shutdown) = (store.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = store.delete_expired().await {
+                                tracing::warn!("deleting expired sessions: {e}");
+                            }
+                        }
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            })
+        };
+        let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        // The server may also end on an I/O error: stop the jobs in that case too.
+        shutdown.cancel();
+        let _ = jobs.await;
+        let _ = cleanup.await;
+        served.map_err(|e| Error::io("serve", "listener", e))
+    }
+}
+
+/// `diskette serve`: build, log the address, run until SIGINT or SIGTERM.
+pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
+    let server = Server::build(config, addr, crate::registry::jobs::engine()).await?;
+    tracing::info!("Diskette is serving on http://{}", server.local_addr());
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests, stopping jobs");
+        token.cancel();
+    });
+    server.run().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

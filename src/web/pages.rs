@@ -1,0 +1,223 @@
+//! Every page as a typed template struct, with the display helpers the
+//! templates call. Templates are under `templates/`, escaped as HTML.
+
+use askama::Template;
+
+use crate::registry::db::{Action, ApiKey, Dump, User};
+use crate::registry::display_time;
+
+/// The user shown in the menu.
+#[derive(Debug, Clone)]
+pub struct NavUser {
+    pub username: String,
+    pub is_superuser: bool,
+}
+
+/// What the layout needs on every page.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub user: Option<NavUser>,
+    pub csrf: String,
+}
+
+impl Ctx {
+    pub fn is_superuser(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_superuser)
+    }
+}
+
+pub fn human_size(bytes: i64) -> String {
+    humansize::format_size(bytes.max(0) as u64, humansize::DECIMAL)
+}
+
+/// Display helpers for templates.
+impl Dump {
+    pub fn created(&self) -> String {
+        display_time(&self.created_at)
+    }
+    pub fn processed(&self) -> String {
+        self.processed_at
+            .as_deref()
+            .map(display_time)
+            .unwrap_or_else(|| "—".into())
+    }
+    pub fn purged(&self) -> String {
+        self.purged_at
+            .as_deref()
+            .map(display_time)
+            .unwrap_or_else(|| "—".into())
+    }
+    pub fn size_human(&self) -> String {
+        self.size.map(human_size).unwrap_or_else(|| "—".into())
+    }
+    pub fn size_exact(&self) -> String {
+        self.size.map(|s| format!("{s} bytes")).unwrap_or_default()
+    }
+    pub fn progress_human(&self) -> String {
+        format!(
+            "{} read, {} files",
+            human_size(self.progress_bytes),
+            self.progress_files
+        )
+    }
+    pub fn options_label(&self) -> &'static str {
+        self.option_set().label()
+    }
+    pub fn status_str(&self) -> &'static str {
+        self.status.as_str()
+    }
+    pub fn is_running(&self) -> bool {
+        self.status.in_flight()
+    }
+    pub fn availability(&self) -> &'static str {
+        if self.is_available() {
+            "available"
+        } else if self.deprecated {
+            "deprecated"
+        } else {
+            "—"
+        }
+    }
+    pub fn creator_name(&self) -> &str {
+        self.creator.as_deref().unwrap_or("command line")
+    }
+    pub fn filename_str(&self) -> &str {
+        self.filename.as_deref().unwrap_or("—")
+    }
+    pub fn checksum_str(&self) -> &str {
+        self.checksum.as_deref().unwrap_or("")
+    }
+    pub fn error_str(&self) -> &str {
+        self.error.as_deref().unwrap_or("")
+    }
+    /// The line `b2sum -c` expects: checksum, two spaces, file name.
+    pub fn b2sum_line(&self) -> String {
+        format!("{}  {}", self.checksum_str(), self.filename_str())
+    }
+}
+
+impl User {
+    pub fn last_login(&self) -> String {
+        self.last_login_at
+            .as_deref()
+            .map(display_time)
+            .unwrap_or_else(|| "never".into())
+    }
+}
+
+impl ApiKey {
+    pub fn created(&self) -> String {
+        display_time(&self.created_at)
+    }
+    pub fn last_used(&self) -> String {
+        self.last_used_at
+            .as_deref()
+            .map(display_time)
+            .unwrap_or_else(|| "never".into())
+    }
+    pub fn creator_name(&self) -> &str {
+        self.creator.as_deref().unwrap_or("command line")
+    }
+}
+
+impl Action {
+    pub fn when(&self) -> String {
+        display_time(&self.at)
+    }
+    pub fn who(&self) -> String {
+        match (&self.username, &self.key_name) {
+            (Some(u), _) => u.clone(),
+            (None, Some(k)) => format!("API key “{k}”"),
+            (None, None) => "command line".into(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub ctx: Ctx,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub ctx: Ctx,
+    pub username: String,
+    pub next: String,
+    pub error: Option<&'static str>,
+}
+
+/// A choice of a list filter, for `<select>`.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dumps.html")]
+pub struct DumpListPage {
+    pub ctx: Ctx,
+    pub dumps: Vec<Dump>,
+    pub availability: Vec<Choice>,
+    pub option_sets: Vec<Choice>,
+    pub statuses: Vec<Choice>,
+    pub page: i64,
+    pub pages: i64,
+    pub total: i64,
+    pub prev_url: Option<String>,
+    pub next_url: Option<String>,
+    pub notice: Option<String>,
+}
+
+/// What one option-set checkbox will archive.
+pub struct Contents {
+    pub apps: Vec<String>,
+    pub storages: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dump_new.html")]
+pub struct NewDumpPage {
+    pub ctx: Ctx,
+    pub contents: Contents,
+    pub needed: String,
+    pub free: String,
+    pub enough_space: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dump_detail.html")]
+pub struct DumpDetailPage {
+    pub ctx: Ctx,
+    pub dump: Dump,
+    pub downloadable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "api_keys.html")]
+pub struct ApiKeysPage {
+    pub ctx: Ctx,
+    pub keys: Vec<ApiKey>,
+    /// A key just created: shown this once.
+    pub new_key: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+pub struct UsersPage {
+    pub ctx: Ctx,
+    pub users: Vec<User>,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "actions.html")]
+pub struct ActionsPage {
+    pub ctx: Ctx,
+    pub actions: Vec<Action>,
+}

@@ -1,0 +1,157 @@
+//! Archive downloads: the staff download of a dump and the API of
+//! `diskette load --server`. Both authorize first, take the path from the
+//! registry row, then hand the request to `ServeFile`, which streams in
+//! constant memory and answers HEAD, single ranges (206/416) and
+//! conditional requests.
+
+use std::path::Path as FsPath;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::parse_id;
+use crate::registry::db::Dump;
+use crate::registry::{Actor, DumpId, OptionSet};
+use crate::web::AppState;
+use crate::web::auth::Staff;
+use crate::web::error::{WebError, WebResult};
+
+/// Response header carrying the BLAKE2b checksum of the archive.
+pub const CHECKSUM_HEADER: &str = "x-diskette-checksum";
+/// Read size of the file stream: large chunks keep loopback near 1 GB/s.
+const CHUNK: usize = 256 * 1024;
+
+pub async fn download(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> WebResult<Response> {
+    let id: DumpId = parse_id(&id)?;
+    let (dump, path) = state
+        .registry
+        .download_target(id)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    if starts_a_download(&req) {
+        state.registry.record_download(id, staff.actor()).await?;
+    }
+    serve_archive(req, &dump, &path).await
+}
+
+#[derive(Deserialize)]
+pub struct LatestQuery {
+    data: Option<String>,
+    storages: Option<String>,
+}
+
+fn flag(v: Option<&str>) -> WebResult<bool> {
+    match v {
+        None | Some("0") | Some("false") | Some("no") | Some("") => Ok(false),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some(other) => Err(WebError::BadRequest(format!("{other:?} is not a boolean"))),
+    }
+}
+
+/// `GET /api/dumps/latest?data=1&storages=1` with `Authorization: Bearer KEY`.
+pub async fn api_latest(
+    State(state): State<AppState>,
+    Query(q): Query<LatestQuery>,
+    req: Request,
+) -> WebResult<Response> {
+    let key = bearer(req.headers()).ok_or(WebError::Unauthorized)?;
+    let key = state
+        .registry
+        .authenticate_key(key)
+        .await?
+        .ok_or(WebError::Unauthorized)?;
+    let set = OptionSet::new(flag(q.data.as_deref())?, flag(q.storages.as_deref())?)
+        .map_err(WebError::BadRequest)?;
+    let (dump, path) = state
+        .registry
+        .latest_target(set)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    if starts_a_download(&req) {
+        state
+            .registry
+            .record_download(dump.id, Actor::ApiKey(key.id))
+            .await?;
+    }
+    serve_archive(req, &dump, &path).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A GET of the whole file or of its first bytes: what the history counts.
+fn starts_a_download(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .headers()
+            .get(header::RANGE)
+            .is_none_or(|r| r.to_str().is_ok_and(|r| r.trim().starts_with("bytes=0-")))
+}
+
+async fn serve_archive(req: Request, dump: &Dump, path: &FsPath) -> WebResult<Response> {
+    let checksum = dump.checksum().ok_or(WebError::NotFound)?;
+    let etag = format!("\"{checksum}\"");
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut res = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let Ok(res) = ServeFile::new(path)
+            .with_buf_chunk_size(CHUNK)
+            .oneshot(req)
+            .await;
+        res.map(Body::new)
+    };
+    let status = res.status();
+    let headers = res.headers_mut();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        // A browser must save the archive as it is, never unpack it.
+        headers.remove(header::CONTENT_ENCODING);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/gzip"),
+        );
+        let name = dump.filename.as_deref().unwrap_or("diskette.tar.gz");
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            headers.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(checksum.as_str()) {
+            headers.insert(CHECKSUM_HEADER, v);
+        }
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+    Ok(res)
+}

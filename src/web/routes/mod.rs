@@ -1,0 +1,60 @@
+//! Routes, one module per area; handlers stay thin: extract, parse, call the
+//! registry, render or redirect (303 after a POST).
+
+mod account;
+mod admin;
+mod assets;
+mod download;
+mod dumps;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use super::AppState;
+use super::error::{WebError, WebResult};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dumps") }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/static/{file}", get(assets::asset))
+        .route("/login", get(account::login_page).post(account::login))
+        .route("/logout", post(account::logout))
+        .route("/dumps", get(dumps::list).post(dumps::create))
+        .route("/dumps/new", get(dumps::new_page))
+        .route("/dumps/bulk", post(dumps::bulk))
+        .route("/dumps/{id}", get(dumps::detail))
+        .route("/dumps/{id}/status", get(dumps::status))
+        .route("/dumps/{id}/logs", get(dumps::logs))
+        .route("/dumps/{id}/deprecate", post(dumps::deprecate))
+        .route("/dumps/{id}/download", get(download::download))
+        .route("/api/dumps/latest", get(download::api_latest))
+        .route(
+            "/api-keys",
+            get(admin::api_keys).post(admin::create_api_key),
+        )
+        .route("/api-keys/{id}/deprecate", post(admin::deprecate_api_key))
+        .route("/users", get(admin::users).post(admin::create_user))
+        .route("/users/{id}/flags", post(admin::user_flags))
+        .route("/users/{id}/password", post(admin::user_password))
+        .route("/actions", get(admin::actions))
+        .fallback(|| async { WebError::NotFound })
+}
+
+/// Up, and the registry answers.
+async fn healthz(State(state): State<AppState>) -> WebResult<impl IntoResponse> {
+    sqlx::query("SELECT 1")
+        .execute(state.registry.pool())
+        .await?;
+    Ok("ok\n")
+}
+
+/// A path id that does not parse names nothing: 404.
+fn parse_id<T: std::str::FromStr>(raw: &str) -> WebResult<T> {
+    raw.parse().map_err(|_| WebError::NotFound)
+}
