@@ -544,13 +544,13 @@ fn remove_file_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// True for the name of a temporary archive the engine writes before its rename.
-pub fn is_temp_archive_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains("tmp")
+/// True for what the engine writes before its final rename (see `dump::TEMP_PREFIX`).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(crate::dump::TEMP_PREFIX)
 }
 
-/// Temporary archives can only be left by a dead process once no job runs:
-/// remove them from the dump directory.
+/// Temporary files and directories can only be left by a dead process once
+/// no job runs: remove them from the dump directory.
 fn remove_orphan_temp_files(dir: &Path) -> Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -560,12 +560,17 @@ fn remove_orphan_temp_files(dir: &Path) -> Result<usize> {
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if is_file && name.to_str().is_some_and(is_temp_archive_name) {
-            remove_file_if_exists(&entry.path())?;
-            removed += 1;
+        if !entry.file_name().to_str().is_some_and(is_temp_name) {
+            continue;
         }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+        } else {
+            remove_file_if_exists(&path)?;
+        }
+        removed += 1;
     }
     Ok(removed)
 }
