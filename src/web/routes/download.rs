@@ -38,10 +38,12 @@ pub async fn download(
         .download_target(id)
         .await?
         .ok_or(WebError::NotFound)?;
-    if starts_a_download(&req) {
+    let counts = starts_a_download(&req);
+    let res = serve_archive(req, &dump, &path).await?;
+    if counts && res.status().is_success() {
         state.registry.record_download(id, staff.actor()).await?;
     }
-    serve_archive(req, &dump, &path).await
+    Ok(res)
 }
 
 #[derive(Deserialize)]
