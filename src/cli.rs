@@ -236,6 +236,8 @@ pub fn init_tracing(quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A closed stderr must not turn every later log line into a panic.
+        .log_internal_errors(false)
         .try_init();
 }
 

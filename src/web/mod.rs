@@ -167,8 +167,8 @@ pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
     let token = server.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: finishing requests, stopping jobs");
         token.cancel();
+        tracing::info!("shutting down: finishing requests, stopping jobs");
     });
     server.run().await
 }

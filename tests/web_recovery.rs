@@ -1,0 +1,263 @@
+//! Crash safety and the command line around the registry: a registry left by
+//! a dead process, graceful shutdown of `diskette serve` on SIGTERM,
+//! `dump --save` and `user add --password-stdin`.
+
+mod common_web;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common_web::*;
+use diskette::registry::{Actor, DumpStatus, OptionSet, Registry};
+use reqwest::StatusCode;
+
+fn diskette(config: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskette"));
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_recovers_what_a_dead_process_left() {
+    let (dir, config_path) = workspace();
+    let config = load_config(&config_path, &[]);
+    let dumps = config.dump.path.clone();
+    let (created, pending, stale);
+    {
+        let registry = Registry::open(&config).await.unwrap();
+        // A dump the dead process had not started, one it was writing, and a
+        // deprecated one whose purge it did not finish.
+        created = registry
+            .create_dump(OptionSet::DATA, Actor::System)
+            .await
+            .unwrap();
+        pending = registry
+            .create_claimed_dump(OptionSet::BOTH, Actor::System)
+            .await
+            .unwrap();
+        std::fs::write(dumps.join("old.tar.gz"), b"old archive").unwrap();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO dumps (created_at, processed_at, status, with_data, with_storages, deprecated, \
+             filename, size, checksum) VALUES ('2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z', 'processed', \
+             0, 1, 1, 'old.tar.gz', 11, ?) RETURNING id",
+        )
+        .bind("c".repeat(128))
+        .fetch_one(registry.pool())
+        .await
+        .unwrap();
+        stale = id;
+        registry.pool().close().await;
+    }
+    // The half-written archive and staging directory of the dead job, and a
+    // file that is none of ours.
+    std::fs::write(dumps.join(".diskette-tmp-a1b2c3.tar.gz"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir_all(dumps.join(".diskette-tmp-x9/data")).unwrap();
+    std::fs::write(dumps.join(".diskette-tmp-x9/data/blog.json"), b"[]").unwrap();
+    std::fs::write(dumps.join("README.txt"), b"keep me").unwrap();
+
+    let app = spawn_on(dir, &config_path, Setup::default()).await;
+    for id in [created, pending] {
+        let d = app.dump(id).await;
+        assert_eq!(d.status, DumpStatus::Failed, "dump {id}");
+        assert!(d.error.as_deref().unwrap().contains("interrupted"));
+        assert!(
+            app.registry
+                .logs(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .contains("interrupted")
+        );
+    }
+    let old = app.dump(stale.into()).await;
+    assert!(old.purged_at.is_some(), "the pending purge finished");
+    assert_eq!(
+        app.dump_dir_entries(),
+        vec!["README.txt".to_string()],
+        "orphans removed, the rest kept"
+    );
+
+    // The service works on: a new dump of the interrupted set is processed.
+    let client = app.login(STAFF).await;
+    let id = app.create_dump(&client, true, true).await;
+    assert_eq!(app.wait_finished(id).await, DumpStatus::Processed);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_cleanly_on_sigterm() {
+    let (_dir, config_path) = workspace();
+    let mut child = diskette(&config_path)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The address is logged once the listener is bound.
+    let stderr = child.stderr.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("serving on http://").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("the server never said where it listens");
+    })
+    .await
+    .unwrap();
+    let res = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_dump_save_follows_the_registry_rules() {
+    let app = spawn_app().await;
+    let client = app.login(STAFF).await;
+    let web = app.create_dump(&client, true, false).await;
+    app.wait_finished(web).await;
+    let config_path = app.config.source.clone().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        diskette(&config_path)
+            .args(["dump", "--save", "--no-storages"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let (dumps, _) = app.registry.list(&Default::default(), 10, 0).await.unwrap();
+    let saved = &dumps[0];
+    assert_ne!(saved.id, web);
+    assert_eq!(
+        saved.checksum.as_deref(),
+        Some(printed.as_str()),
+        "the checksum is printed"
+    );
+    assert!(saved.is_available() && saved.created_by.is_none());
+    assert!(app.archive_path(saved).is_file());
+    let old = app.dump(web).await;
+    assert!(
+        old.deprecated && old.purged_at.is_some(),
+        "the web dump was replaced and purged"
+    );
+    // The web admin shows it as any other.
+    let html = client
+        .get(app.url(&format!("/dumps/{}", saved.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text_of_id(&html, "checksum").unwrap(), printed);
+    assert!(html.contains("command line"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_users() {
+    let app = spawn_app().await;
+    let config_path = app.config.source.clone().unwrap();
+    let run = |args: &'static [&'static str], stdin: &'static str| {
+        let config_path = config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut child = diskette(&config_path)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+    };
+    let out = run(
+        &["user", "add", "dana", "--superuser", "--password-stdin"],
+        "dana's password\n",
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dana = app.registry.user("dana").await.unwrap().unwrap();
+    assert!(dana.is_superuser && dana.is_staff && dana.is_active);
+    let client = app.client();
+    assert_eq!(
+        app.login_response(&client, "dana", "dana's password")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let out = run(
+        &["user", "add", "dana", "--password-stdin"],
+        "another one\n",
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "duplicate user refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = run(&["user", "add", "shorty", "--password-stdin"], "short\n")
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "weak password refused");
+
+    let out = run(
+        &["user", "passwd", "dana", "--password-stdin"],
+        "a new password\n",
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        app.login_response(&app.client(), "dana", "a new password")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let out = run(&["user", "list"], "").await.unwrap();
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains("dana\tstaff,superuser"), "{list}");
+
+    let out = run(&["user", "deactivate", "dana"], "").await.unwrap();
+    assert!(out.status.success());
+    let res = client.get(app.url("/dumps")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "deactivated while logged in"
+    );
+
+    let out = run(&["key", "add", "ci"], "").await.unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("dsk_"));
+    assert!(app.registry.authenticate_key(&key).await.unwrap().is_some());
+    app.stop().await;
+}
