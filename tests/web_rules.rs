@@ -450,3 +450,76 @@ async fn dump_list_filters_and_pages() {
     );
     app.stop().await;
 }
+
+/// The worker's step function, driven by the test without a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_run_once_moves_a_dump_through_its_states() {
+    use std::sync::Arc;
+
+    use diskette::registry::{Registry, Worker};
+    use tokio_util::sync::CancellationToken;
+
+    let (_dir, config_path) = workspace();
+    let config = load_config(&config_path, &[]);
+    let registry = Registry::open(&config).await.unwrap();
+    let token = CancellationToken::new();
+    let engine = diskette::registry::jobs::engine();
+    let worker = Worker::new(
+        registry.clone(),
+        Arc::new(config.clone()),
+        engine.clone(),
+        token,
+    );
+    assert_eq!(worker.run_once().await.unwrap(), None, "nothing to do");
+
+    let id = registry
+        .create_dump(OptionSet::BOTH, Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.dump(id).await.unwrap().unwrap().status,
+        DumpStatus::Created
+    );
+    assert_eq!(worker.run_once().await.unwrap(), Some(id));
+    let dump = registry.dump(id).await.unwrap().unwrap();
+    assert_eq!(dump.status, DumpStatus::Processed);
+    assert!(
+        dump.progress_files > 0 && dump.progress_bytes > 0,
+        "progress recorded"
+    );
+    assert!(
+        registry
+            .logs(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("Checksum")
+    );
+    assert_eq!(worker.run_once().await.unwrap(), None);
+
+    // A job that sees the shutdown token stops and is recorded as interrupted,
+    // leaving the available dump and no temporary file.
+    let cancelled = CancellationToken::new();
+    cancelled.cancel();
+    let stopping = Worker::new(
+        registry.clone(),
+        Arc::new(config.clone()),
+        engine,
+        cancelled,
+    );
+    let next = registry
+        .create_dump(OptionSet::BOTH, Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(stopping.run_once().await.unwrap(), Some(next));
+    let stopped = registry.dump(next).await.unwrap().unwrap();
+    assert_eq!(stopped.status, DumpStatus::Failed);
+    assert!(stopped.error.unwrap().contains("interrupted"));
+    assert!(registry.dump(id).await.unwrap().unwrap().is_available());
+    let names: Vec<String> = std::fs::read_dir(&config.dump.path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![dump.filename.unwrap()]);
+}

@@ -101,31 +101,19 @@ impl Worker {
     /// `echo` also receives the progress (the CLI's console).
     pub async fn execute(&self, id: DumpId, echo: Option<Arc<dyn Progress>>) -> Result<()> {
         let progress = Arc::new(JobProgress::new(self.shutdown.clone(), echo));
+        let Some(dump) = self.registry.dump(id).await? else {
+            return Ok(());
+        };
+        let set = dump.option_set();
         let opts = DumpOptions {
-            with_data: false,
-            with_storages: false,
+            with_data: set.with_data(),
+            with_storages: set.with_storages(),
             storages_excludes: true,
             destination: Some(self.registry.dump_dir().to_path_buf()),
+            // The dump id in the name: two dumps never share a file.
             filename: Some(unique_pattern(&self.config.dump.filename, id)),
         };
-        let opts = match self.registry.dump(id).await? {
-            Some(d) => DumpOptions {
-                with_data: d.with_data,
-                with_storages: d.with_storages,
-                ..opts
-            },
-            None => return Ok(()),
-        };
-        progress.log(&format!(
-            "Dump {id}: {}",
-            if opts.with_data && opts.with_storages {
-                "data and storages"
-            } else if opts.with_data {
-                "data only"
-            } else {
-                "storages only"
-            }
-        ));
+        progress.log(&format!("Dump {id}: {}", set.label()));
         let job = {
             let (config, archiver, progress) =
                 (self.config.clone(), self.archiver.clone(), progress.clone());

@@ -193,6 +193,10 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for CsrfForm<T>
     }
 }
 
+/// A form with nothing but its CSRF token (logout, deprecate).
+#[derive(Deserialize)]
+pub struct NoFields {}
+
 /// Only same-site relative paths are followed after login.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::registry::Password;
 use crate::web::AppState;
-use crate::web::auth::{self, CsrfForm, MaybeUser};
+use crate::web::auth::{self, CsrfForm, MaybeUser, NoFields};
 use crate::web::error::WebResult;
 use crate::web::pages::{Ctx, LoginPage};
 
@@ -113,10 +113,7 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
-pub async fn logout(maybe: MaybeUser, CsrfForm(_): CsrfForm<Empty>) -> WebResult<Response> {
+pub async fn logout(maybe: MaybeUser, CsrfForm(_): CsrfForm<NoFields>) -> WebResult<Response> {
     maybe.session.flush().await?;
     Ok(Redirect::to("/login").into_response())
 }

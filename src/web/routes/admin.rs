@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::parse_id;
 use crate::registry::{Password, Username};
 use crate::web::AppState;
-use crate::web::auth::{CsrfForm, Staff, Superuser};
+use crate::web::auth::{CsrfForm, NoFields, Staff, Superuser};
 use crate::web::error::{WebError, WebResult};
 use crate::web::pages::{ActionsPage, ApiKeysPage, UsersPage};
 
@@ -50,14 +50,11 @@ pub async fn create_api_key(
     Ok(Html(page.render()?).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn deprecate_api_key(
     Superuser(_): Superuser,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
     let id: i64 = parse_id(&id)?;
     state.registry.deprecate_api_key(id).await?;

@@ -12,7 +12,7 @@ use super::parse_id;
 use crate::registry::space;
 use crate::registry::{DumpFilter, DumpId, DumpStatus, OptionSet};
 use crate::web::AppState;
-use crate::web::auth::{CsrfForm, Staff, encode_component};
+use crate::web::auth::{CsrfForm, NoFields, Staff, encode_component};
 use crate::web::error::{WebError, WebResult};
 use crate::web::pages::{Choice, Contents, DumpDetailPage, DumpListPage, NewDumpPage, human_size};
 
@@ -267,14 +267,11 @@ pub async fn logs(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn deprecate(
     staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
     let id: DumpId = parse_id(&id)?;
     state.registry.dump(id).await?.ok_or(WebError::NotFound)?;
