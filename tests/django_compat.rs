@@ -454,24 +454,10 @@ fn tempdir() -> tempfile::TempDir {
 // ---------------------------------------------------------------------------
 // ours → original
 
-#[test]
-fn our_dump_of_a_django_database_loads_with_the_original_diskette_load() {
-    ours_to_original(None);
-}
-
-/// Django stores aware datetimes in UTC on SQLite and reads a naive fixture
-/// value in its TIME_ZONE: a dump of the raw column must not shift them.
-#[test]
-fn our_dump_keeps_datetimes_of_a_django_project_outside_utc() {
-    ours_to_original(Some("Europe/Paris"));
-}
-
-fn ours_to_original(time_zone: Option<&'static str>) {
-    let tmp = tempdir();
-    let src = Site::in_time_zone(tmp.path().join("src"), time_zone).seed();
-
-    let config = write_config(
-        tmp.path(),
+/// Our configuration dumping the `blog` tables and the media of `src` into `dir/dumps`.
+fn dump_config(dir: &Path, src: &Site) -> PathBuf {
+    write_config(
+        dir,
         "diskette.toml",
         &format!(
             r#"
@@ -495,7 +481,26 @@ models = ["blog"]
             base = q(&src.dir),
             media = q(src.media()),
         ),
-    );
+    )
+}
+
+#[test]
+fn our_dump_of_a_django_database_loads_with_the_original_diskette_load() {
+    ours_to_original(None);
+}
+
+/// Django stores aware datetimes in UTC on SQLite and reads a naive fixture
+/// value in its TIME_ZONE: a dump of the raw column must not shift them.
+#[test]
+fn our_dump_keeps_datetimes_of_a_django_project_outside_utc() {
+    ours_to_original(Some("Europe/Paris"));
+}
+
+fn ours_to_original(time_zone: Option<&'static str>) {
+    let tmp = tempdir();
+    let src = Site::in_time_zone(tmp.path().join("src"), time_zone).seed();
+
+    let config = dump_config(tmp.path(), &src);
     let stdout = diskette_ok(&config, &["dump"]);
     let checksum = stdout.trim().lines().last().unwrap_or_default().to_string();
     let archive = tmp.path().join("dumps/ours_data_storages.tar.gz");
@@ -549,6 +554,35 @@ models = ["blog"]
     let mut expected = tree(&src.media());
     assert!(expected.remove(Path::new("uploads/draft.tmp")).is_some());
     assert_eq!(names(&tree(&dst.media())), names(&expected));
+    assert_eq!(tree(&dst.media()), expected);
+}
+
+/// Archives with one kind only (`"datas": null` or `"storages": null` in the
+/// manifest) load with the original too.
+#[test]
+fn our_data_only_and_storages_only_archives_load_with_the_original() {
+    let tmp = tempdir();
+    let src = Site::new(tmp.path().join("src")).seed();
+    let config = dump_config(tmp.path(), &src);
+    let dst = Site::new(tmp.path().join("dst"));
+
+    diskette_ok(&config, &["dump", "--no-storages"]);
+    let data_only = tmp.path().join("dumps/ours_data.tar.gz");
+    dst.manage(&["diskette_load", data_only.to_str().unwrap()]);
+    assert_eq!(
+        table(&dst.db(), "blog_article"),
+        table(&src.db(), "blog_article")
+    );
+    assert!(
+        !dst.media().exists(),
+        "a data-only archive restored storages"
+    );
+
+    diskette_ok(&config, &["dump", "--no-data"]);
+    let storages_only = tmp.path().join("dumps/ours_storages.tar.gz");
+    dst.manage(&["diskette_load", storages_only.to_str().unwrap()]);
+    let mut expected = tree(&src.media());
+    expected.remove(Path::new("uploads/draft.tmp"));
     assert_eq!(tree(&dst.media()), expected);
 }
 
