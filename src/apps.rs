@@ -1,9 +1,455 @@
 //! Application definitions: which tables (or which command) each one dumps.
+//!
+//! Labels follow Django's convention: table `blog_article` is model
+//! `blog.article` (app `blog`); `[data] labels` maps the tables that don't.
 
-use crate::error::Result;
-use crate::Config;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::config::{AppConfig, Config};
+use crate::error::{Error, Result};
+
+/// A table of the application database and its model label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    /// `app.model`, lowercase.
+    pub label: String,
+}
+
+impl Table {
+    pub fn new(name: &str, overrides: &BTreeMap<String, String>) -> Table {
+        let label = match overrides.get(name) {
+            Some(l) => l.to_lowercase(),
+            None => match name.split_once('_') {
+                Some((app, model)) if !app.is_empty() && !model.is_empty() => {
+                    format!("{app}.{model}").to_lowercase()
+                }
+                _ => format!("{name}.{name}").to_lowercase(),
+            },
+        };
+        Table {
+            name: name.to_string(),
+            label,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        self.label
+            .split_once('.')
+            .map(|(a, _)| a)
+            .unwrap_or(&self.label)
+    }
+}
+
+/// How a definition produces and consumes its fixture.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    Sql {
+        tables: Vec<Table>,
+    },
+    Command {
+        dump: Vec<String>,
+        load: Option<Vec<String>>,
+    },
+}
+
+/// A definition after validation and table selection.
+#[derive(Debug, Clone)]
+pub struct ResolvedApp {
+    pub name: String,
+    /// File name inside `data/` (`blog.json`).
+    pub filename: String,
+    pub engine: Engine,
+    pub config: AppConfig,
+}
+
+impl ResolvedApp {
+    pub fn archive_path(&self) -> String {
+        format!("{}/{}", crate::archive::DATA_DIR, self.filename)
+    }
+}
+
+/// Django's `slugify`: ASCII-folded, lowercase, only `[a-z0-9_-]`, spaces to `-`.
+pub fn slugify(value: &str) -> String {
+    let ascii: String = value.nfkd().filter(|c| c.is_ascii()).collect();
+    let kept: String = ascii
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ' | '\t' | '\n'))
+        .collect::<String>()
+        .to_lowercase();
+    let mut out = String::new();
+    let mut pending_dash = false;
+    for c in kept.trim().chars() {
+        if c == '-' || c.is_whitespace() {
+            pending_dash = true;
+        } else {
+            if pending_dash && !out.is_empty() {
+                out.push('-');
+            }
+            pending_dash = false;
+            out.push(c);
+        }
+    }
+    out.trim_matches(|c| c == '-' || c == '_').to_string()
+}
+
+/// Names of the user tables of an SQLite database.
+pub fn list_tables(conn: &rusqlite::Connection) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .map_err(sql_err)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql_err)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    Ok(names)
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
+    Error::Data(e.to_string())
+}
+
+/// Open the application database of the built-in engine, read-only.
+pub fn open_source(config: &Config) -> Result<rusqlite::Connection> {
+    let path = config.data_database()?;
+    if !path.is_file() {
+        return Err(Error::Config(format!(
+            "data.database_url: database {} does not exist",
+            path.display()
+        )));
+    }
+    rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| {
+        Error::Config(format!(
+            "data.database_url: cannot open {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Tables a selector names: a table name, an `app.model` label, or an `app`.
+fn select<'a>(selector: &str, tables: &'a [Table]) -> Vec<&'a Table> {
+    let lower = selector.to_lowercase();
+    if let Some(t) = tables.iter().find(|t| t.name == selector) {
+        return vec![t];
+    }
+    if lower.contains('.') {
+        return tables.iter().filter(|t| t.label == lower).collect();
+    }
+    tables.iter().filter(|t| t.app() == lower).collect()
+}
+
+/// Validate the definitions and select the tables of each (DESIGN §2).
+/// `tables` is None when no definition uses the built-in engine.
+pub fn resolve(config: &Config) -> Result<Vec<ResolvedApp>> {
+    validate_definitions(&config.apps)?;
+    let needs_sql = config.apps.iter().any(|a| a.dump_command.is_none());
+    let tables: Vec<Table> = if needs_sql {
+        let conn = open_source(config)?;
+        list_tables(&conn)?
+            .iter()
+            .map(|n| Table::new(n, &config.data.labels))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    resolve_with_tables(&config.apps, &tables)
+}
+
+fn validate_definitions(apps: &[AppConfig]) -> Result<()> {
+    let mut names = HashSet::new();
+    let mut files = HashSet::new();
+    let mut drains = 0;
+    for app in apps {
+        let err = |m: &str| Error::Config(format!("apps: definition {:?} {m}", app.name));
+        if app.name.trim().is_empty() {
+            return Err(Error::Config("apps: a definition has no name".into()));
+        }
+        if !names.insert(app.name.as_str()) {
+            return Err(err("is defined twice (names must be unique)"));
+        }
+        let filename = fixture_filename(app);
+        if filename.is_empty()
+            || filename.starts_with('.')
+            || filename.contains('/')
+            || filename.contains('\\')
+        {
+            return Err(err(&format!("has an invalid file name {filename:?}")));
+        }
+        if !files.insert(filename.clone()) {
+            return Err(err(&format!(
+                "writes {filename:?}, like another definition"
+            )));
+        }
+        if let Some(cmd) = &app.dump_command
+            && (cmd.is_empty() || cmd[0].is_empty())
+        {
+            return Err(err("has an empty dump_command"));
+        }
+        if let Some(cmd) = &app.load_command
+            && (cmd.is_empty() || cmd[0].is_empty())
+        {
+            return Err(err("has an empty load_command"));
+        }
+        if app.is_drain {
+            drains += 1;
+            if app.dump_command.is_some() {
+                return Err(err(
+                    "is a drain and has a dump_command: a drain uses the built-in engine",
+                ));
+            }
+        } else if app.models.is_empty() && app.dump_command.is_none() {
+            return Err(err(
+                "selects nothing: give models, a dump_command, or is_drain = true",
+            ));
+        }
+    }
+    if drains > 1 {
+        return Err(Error::Config(
+            "apps: more than one definition has is_drain = true".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The fixture file name of a definition: its `filename`, or the slug of its name.
+pub fn fixture_filename(app: &AppConfig) -> String {
+    match &app.filename {
+        Some(f) => f.clone(),
+        None => format!("{}.json", slugify(&app.name)),
+    }
+}
+
+fn resolve_with_tables(apps: &[AppConfig], tables: &[Table]) -> Result<Vec<ResolvedApp>> {
+    let pick = |app: &AppConfig, selectors: &[String], what: &str| -> Result<Vec<Table>> {
+        let mut out: Vec<Table> = Vec::new();
+        for s in selectors {
+            let found = select(s, tables);
+            if found.is_empty() {
+                return Err(Error::Config(format!(
+                    "apps: definition {:?}: {what} {s:?} matches no table of the database",
+                    app.name
+                )));
+            }
+            for t in found {
+                if !out.contains(t) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        Ok(out)
+    };
+    let mut resolved = Vec::new();
+    let mut covered: HashSet<String> = HashSet::new();
+    let mut held_back: HashSet<String> = HashSet::new();
+    let mut drain_allowed: HashSet<String> = HashSet::new();
+    for app in apps.iter().filter(|a| !a.is_drain) {
+        let engine = match &app.dump_command {
+            Some(dump) => Engine::Command {
+                dump: dump.clone(),
+                load: app.load_command.clone(),
+            },
+            None => {
+                let excluded = pick(app, &app.excludes, "exclude")?;
+                let selected: Vec<Table> = pick(app, &app.models, "model")?
+                    .into_iter()
+                    .filter(|t| !excluded.contains(t))
+                    .collect();
+                if selected.is_empty() {
+                    return Err(Error::Config(format!(
+                        "apps: definition {:?} selects no table once its excludes are removed",
+                        app.name
+                    )));
+                }
+                covered.extend(selected.iter().map(|t| t.name.clone()));
+                for t in excluded {
+                    if app.allow_drain {
+                        drain_allowed.insert(t.name.clone());
+                    } else {
+                        held_back.insert(t.name.clone());
+                    }
+                }
+                Engine::Sql { tables: selected }
+            }
+        };
+        resolved.push((app, engine));
+    }
+    for app in apps.iter().filter(|a| a.is_drain) {
+        let own_excludes = pick(app, &app.excludes, "exclude")?;
+        let tables: Vec<Table> = tables
+            .iter()
+            .filter(|t| !covered.contains(&t.name))
+            .filter(|t| !held_back.contains(&t.name))
+            // Excludes of definitions that allow the drain are taken only when the
+            // drain asks for them (Diskette's `drain_excluded`).
+            .filter(|t| app.drain_excluded || !drain_allowed.contains(&t.name))
+            .filter(|t| !own_excludes.contains(t))
+            .cloned()
+            .collect();
+        resolved.push((app, Engine::Sql { tables }));
+    }
+    // Keep the definition order: it is the load order.
+    let mut ordered = Vec::new();
+    for app in apps {
+        if let Some(pos) = resolved.iter().position(|(a, _)| a.name == app.name) {
+            let (a, engine) = resolved.remove(pos);
+            ordered.push(ResolvedApp {
+                name: a.name.clone(),
+                filename: fixture_filename(a),
+                engine,
+                config: a.clone(),
+            });
+        }
+    }
+    Ok(ordered)
+}
 
 /// Printable description of the resolved definitions (`diskette apps`).
-pub fn describe(_config: &Config) -> Result<String> {
-    todo!()
+pub fn describe(config: &Config) -> Result<String> {
+    let apps = resolve(config)?;
+    let mut out = String::new();
+    if apps.is_empty() {
+        out.push_str("No application is defined ([[apps]] in the configuration).\n");
+    }
+    for app in &apps {
+        let _ = writeln!(out, "{} -> {}", app.name, app.archive_path());
+        if let Some(c) = &app.config.comments {
+            let _ = writeln!(out, "  # {c}");
+        }
+        match &app.engine {
+            Engine::Sql { tables } => {
+                let kind = if app.config.is_drain {
+                    "drain, built-in SQL engine"
+                } else {
+                    "built-in SQL engine"
+                };
+                let _ = writeln!(out, "  engine: {kind}");
+                if tables.is_empty() {
+                    let _ = writeln!(out, "  tables: (none)");
+                }
+                for t in tables {
+                    let _ = writeln!(out, "  - {} ({})", t.name, t.label);
+                }
+            }
+            Engine::Command { dump, load } => {
+                let _ = writeln!(out, "  engine: command");
+                let _ = writeln!(out, "  dump: {}", dump.join(" "));
+                match load {
+                    Some(l) => {
+                        let _ = writeln!(out, "  load: {}", l.join(" "));
+                    }
+                    None => {
+                        let _ = writeln!(out, "  load: built-in SQL engine");
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(names: &[&str]) -> Vec<Table> {
+        names
+            .iter()
+            .map(|n| Table::new(n, &BTreeMap::new()))
+            .collect()
+    }
+
+    fn app(name: &str, models: &[&str]) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            models: models.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn names(app: &ResolvedApp) -> Vec<&str> {
+        match &app.engine {
+            Engine::Sql { tables } => tables.iter().map(|t| t.name.as_str()).collect(),
+            Engine::Command { .. } => vec![],
+        }
+    }
+
+    #[test]
+    fn slug_like_django() {
+        assert_eq!(slugify("django.contrib.sites"), "djangocontribsites");
+        assert_eq!(slugify("Blog Posts"), "blog-posts");
+        assert_eq!(slugify("Café & Culture"), "cafe-culture");
+    }
+
+    #[test]
+    fn labels_follow_convention_and_overrides() {
+        let mut o = BTreeMap::new();
+        o.insert("django_session".to_string(), "sessions.Session".to_string());
+        assert_eq!(Table::new("blog_article", &o).label, "blog.article");
+        assert_eq!(Table::new("audit_entry", &o).label, "audit.entry");
+        assert_eq!(Table::new("django_session", &o).label, "sessions.session");
+        assert_eq!(Table::new("auth_user_groups", &o).label, "auth.user_groups");
+    }
+
+    #[test]
+    fn selection_and_drain() {
+        let t = tables(&[
+            "blog_article",
+            "blog_category",
+            "blog_tag",
+            "audit_entry",
+            "auth_user",
+            "cache_item",
+        ]);
+        let mut blog = app("blog", &["blog"]);
+        blog.excludes = vec!["blog.tag".into()];
+        let audit = app("audit", &["audit_entry"]);
+        let mut drain = app("rest", &[]);
+        drain.is_drain = true;
+        drain.excludes = vec!["cache".into()];
+        let r = resolve_with_tables(&[blog.clone(), audit.clone(), drain.clone()], &t).unwrap();
+        assert_eq!(names(&r[0]), ["blog_article", "blog_category"]);
+        assert_eq!(names(&r[1]), ["audit_entry"]);
+        assert_eq!(names(&r[2]), ["auth_user"]);
+        assert_eq!(r[0].filename, "blog.json");
+
+        // allow_drain + drain_excluded hands the excluded table to the drain.
+        blog.allow_drain = true;
+        drain.drain_excluded = true;
+        let r = resolve_with_tables(&[blog, audit, drain], &t).unwrap();
+        assert_eq!(names(&r[2]), ["blog_tag", "auth_user"]);
+    }
+
+    #[test]
+    fn errors_name_the_definition() {
+        let t = tables(&["blog_article"]);
+        let e = resolve_with_tables(&[app("blog", &["shop"])], &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"blog\"") && e.contains("shop"), "{e}");
+        let e = validate_definitions(&[app("a", &["x"]), app("a", &["y"])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("twice"), "{e}");
+        let e = validate_definitions(&[app("empty", &[])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"empty\"") && e.contains("selects nothing"),
+            "{e}"
+        );
+        let mut blog = app("blog", &["blog"]);
+        blog.excludes = vec!["blog".into()];
+        let e = resolve_with_tables(&[blog], &t).unwrap_err().to_string();
+        assert!(e.contains("no table"), "{e}");
+    }
 }

@@ -81,6 +81,9 @@ mod tests {
         w.write_all(b"a").unwrap();
         w.write_all(b"bc").unwrap();
         let (inner, hex, n) = w.finish();
-        assert_eq!((inner.as_slice(), hex.as_str(), n), (&b"abc"[..], expected, 3));
+        assert_eq!(
+            (inner.as_slice(), hex.as_str(), n),
+            (&b"abc"[..], expected, 3)
+        );
     }
 }

@@ -217,7 +217,10 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(match e.kind() {
                 std::io::ErrorKind::NotFound => {
-                    format!("file {} not found (give one with --config or {CONFIG_ENV})", path.display())
+                    format!(
+                        "file {} not found (give one with --config or {CONFIG_ENV})",
+                        path.display()
+                    )
                 }
                 _ => format!("cannot read {}: {e}", path.display()),
             })
@@ -227,11 +230,10 @@ impl Config {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut config = Config::from_toml(&text, &base_dir, env)
-            .map_err(|e| match e {
-                Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-                other => other,
-            })?;
+        let mut config = Config::from_toml(&text, &base_dir, env).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -251,8 +253,8 @@ impl Config {
             Error::Config(format!("invalid TOML{line}: {}", e.message()))
         })?;
         apply_env_overrides(&mut table, env)?;
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
                 Error::Config(format!("{path}: {}", e.into_inner()))
             })?;
@@ -274,7 +276,13 @@ impl Config {
 
     fn resolve_paths(&mut self) {
         let base = self.base_dir.clone();
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         self.dump.path = abs(&self.dump.path);
         self.storages.basepath = abs(&self.storages.basepath);
         self.storages.paths = self.storages.paths.iter().map(|p| abs(p)).collect();
@@ -285,10 +293,15 @@ impl Config {
         self.dump.mode()?;
         for (key, level) in [
             ("dump.compression_level", self.dump.compression_level),
-            ("dump.compressed_media_level", self.dump.compressed_media_level),
+            (
+                "dump.compressed_media_level",
+                self.dump.compressed_media_level,
+            ),
         ] {
             if level > 9 {
-                return Err(Error::Config(format!("{key}: {level} is not a level from 0 to 9")));
+                return Err(Error::Config(format!(
+                    "{key}: {level} is not a level from 0 to 9"
+                )));
             }
         }
         if self.dump.concurrency == 0 {
@@ -303,7 +316,10 @@ impl Config {
                 )));
             }
         }
-        for url in [&self.data.database_url, &self.registry.database_url].into_iter().flatten() {
+        for url in [&self.data.database_url, &self.registry.database_url]
+            .into_iter()
+            .flatten()
+        {
             sqlite_path(url, &self.base_dir)?;
         }
         Ok(())
@@ -312,7 +328,10 @@ impl Config {
     /// Path of the application database of the built-in engine.
     pub fn data_database(&self) -> Result<PathBuf> {
         let url = self.data.database_url.as_deref().ok_or_else(|| {
-            Error::Config("data.database_url: not set, but an application uses the built-in SQL engine".into())
+            Error::Config(
+                "data.database_url: not set, but an application uses the built-in SQL engine"
+                    .into(),
+            )
         })?;
         sqlite_path(url, &self.base_dir)
     }
@@ -342,10 +361,16 @@ pub fn sqlite_path(url: &str, base: &Path) -> Result<PathBuf> {
         })?;
     let rest = rest.split('?').next().unwrap_or_default();
     if rest.is_empty() {
-        return Err(Error::Config(format!("database_url: {url:?} names no file")));
+        return Err(Error::Config(format!(
+            "database_url: {url:?} names no file"
+        )));
     }
     let path = PathBuf::from(rest);
-    Ok(if path.is_absolute() { path } else { base.join(path) })
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
 }
 
 /// `DISKETTE_DUMP_PATH=/x` sets `[dump] path`. Values are read as TOML when they
@@ -355,7 +380,9 @@ fn apply_env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<()> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("DISKETTE_") else { continue };
+        let Some(rest) = name.strip_prefix("DISKETTE_") else {
+            continue;
+        };
         if name == CONFIG_ENV || rest.starts_with("DEMO_") || rest.starts_with("TEST_") {
             continue;
         }
@@ -383,7 +410,11 @@ fn apply_env_overrides(
             toml::Value::Table(t) => {
                 t.insert(key, parsed);
             }
-            _ => return Err(Error::Config(format!("{section}: must be a table (from {name})"))),
+            _ => {
+                return Err(Error::Config(format!(
+                    "{section}: must be a table (from {name})"
+                )));
+            }
         }
     }
     Ok(())
@@ -399,8 +430,10 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_config_dir() {
-        let c = parse("[dump]\npath = \"dumps\"\n[storages]\nbasepath = \"/abs\"\npaths = [\"media\"]\n")
-            .unwrap();
+        let c = parse(
+            "[dump]\npath = \"dumps\"\n[storages]\nbasepath = \"/abs\"\npaths = [\"media\"]\n",
+        )
+        .unwrap();
         assert_eq!(c.dump.path, Path::new("/srv/site/dumps"));
         assert_eq!(c.storages.basepath, Path::new("/abs"));
         assert_eq!(c.storages.paths, vec![PathBuf::from("/srv/site/media")]);
@@ -414,7 +447,9 @@ mod tests {
 
     #[test]
     fn wrong_type_is_named() {
-        let e = parse("[dump]\ncompression_level = \"high\"\n").unwrap_err().to_string();
+        let e = parse("[dump]\ncompression_level = \"high\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dump.compression_level"), "{e}");
     }
 
@@ -423,7 +458,10 @@ mod tests {
         let env = vec![
             ("DISKETTE_DUMP_PATH".to_string(), "/var/dumps".to_string()),
             ("DISKETTE_DUMP_AUTO_PURGE".to_string(), "false".to_string()),
-            ("DISKETTE_STORAGES_PATHS".to_string(), "[\"a\", \"b\"]".to_string()),
+            (
+                "DISKETTE_STORAGES_PATHS".to_string(),
+                "[\"a\", \"b\"]".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::from_toml("", Path::new("/srv"), env).unwrap();
@@ -435,8 +473,14 @@ mod tests {
     #[test]
     fn sqlite_urls() {
         let base = Path::new("/srv");
-        assert_eq!(sqlite_path("sqlite://app.db", base).unwrap(), Path::new("/srv/app.db"));
-        assert_eq!(sqlite_path("sqlite:///var/app.db", base).unwrap(), Path::new("/var/app.db"));
+        assert_eq!(
+            sqlite_path("sqlite://app.db", base).unwrap(),
+            Path::new("/srv/app.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/app.db", base).unwrap(),
+            Path::new("/var/app.db")
+        );
         assert!(sqlite_path("postgres://x", base).is_err());
     }
 
@@ -448,7 +492,9 @@ mod tests {
 
     #[test]
     fn bad_permissions_refused() {
-        let e = parse("[dump]\npermissions = \"rw\"\n").unwrap_err().to_string();
+        let e = parse("[dump]\npermissions = \"rw\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dump.permissions"), "{e}");
     }
 }

@@ -1,10 +1,26 @@
 //! `diskette dump`: one streaming pass files → tar → gzip → BLAKE2b → disk.
+//!
+//! The archive is written to a temporary file in the destination directory,
+//! fsynced, then linked into place under a name that never replaces an
+//! existing file; on any error no file is left behind.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
-use crate::progress::Progress;
 use crate::Config;
+use crate::apps::{Engine, ResolvedApp};
+use crate::archive::manifest::Manifest;
+use crate::archive::writer::ArchiveWriter;
+use crate::archive::{DATA_DIR, MANIFEST, filename};
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+use crate::storages::{EntryKind, Excludes, Storage};
+
+/// Prefix of every temporary file or directory a dump creates in the dump
+/// directory; whatever carries it after a crash is an orphan.
+pub const TEMP_PREFIX: &str = ".diskette-tmp-";
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -15,6 +31,18 @@ pub struct DumpOptions {
     pub destination: Option<PathBuf>,
     /// File name pattern (default: `[dump] filename`).
     pub filename: Option<String>,
+}
+
+impl DumpOptions {
+    pub fn new(with_data: bool, with_storages: bool) -> Self {
+        DumpOptions {
+            with_data,
+            with_storages,
+            storages_excludes: true,
+            destination: None,
+            filename: None,
+        }
+    }
 }
 
 /// A written archive.
@@ -31,14 +59,388 @@ pub struct DumpOutcome {
     /// Uncompressed bytes archived.
     pub bytes: u64,
     pub rows: u64,
+    pub with_data: bool,
+    pub with_storages: bool,
+}
+
+/// What a dump will do, resolved and validated.
+struct Plan {
+    apps: Vec<ResolvedApp>,
+    storages: Vec<Storage>,
+    excludes: Excludes,
+    destination: PathBuf,
+    pattern: String,
+}
+
+impl Plan {
+    fn with_data(&self) -> bool {
+        !self.apps.is_empty()
+    }
+    fn with_storages(&self) -> bool {
+        !self.storages.is_empty()
+    }
+}
+
+fn plan(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<Plan> {
+    if !opts.with_data && !opts.with_storages {
+        return Err(Error::Usage(
+            "nothing to dump: both data and storages are disabled".into(),
+        ));
+    }
+    let apps = if opts.with_data && !config.apps.is_empty() {
+        crate::apps::resolve(config)?
+    } else {
+        if opts.with_data {
+            progress.log("No application is defined ([[apps]]): data skipped");
+        }
+        Vec::new()
+    };
+    let storages = if opts.with_storages && !config.storages.paths.is_empty() {
+        crate::storages::validate(&config.storages)?
+    } else {
+        if opts.with_storages {
+            progress.log("No storage is defined ([storages] paths): storages skipped");
+        }
+        Vec::new()
+    };
+    if apps.is_empty() && storages.is_empty() {
+        return Err(Error::Usage(
+            "nothing to dump: no application data and no storage is enabled and configured".into(),
+        ));
+    }
+    let excludes = if opts.storages_excludes {
+        Excludes::new(&config.storages.excludes)?
+    } else {
+        Excludes::none()
+    };
+    let pattern = opts
+        .filename
+        .clone()
+        .unwrap_or_else(|| config.dump.filename.clone());
+    filename::validate_pattern(&pattern).map_err(|m| Error::Usage(format!("--filename: {m}")))?;
+    let destination = opts
+        .destination
+        .clone()
+        .unwrap_or_else(|| config.dump.path.clone());
+    Ok(Plan {
+        apps,
+        storages,
+        excludes,
+        destination,
+        pattern,
+    })
+}
+
+fn now_local() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc())
 }
 
 /// Write the archive; on any error no file is left behind.
-pub fn dump(_config: &Config, _opts: &DumpOptions, _progress: &dyn Progress) -> Result<DumpOutcome> {
-    todo!()
+pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<DumpOutcome> {
+    let plan = plan(config, opts, progress)?;
+    let mode = config.dump.mode()?;
+    fs::create_dir_all(&plan.destination).ctx("create the dump directory", &plan.destination)?;
+    let now = now_local();
+    let name = filename::render(
+        &plan.pattern,
+        plan.with_data(),
+        plan.with_storages(),
+        &filename::date_stamp(now),
+    );
+    progress.log(&format!(
+        "Dumping {} into {}",
+        describe_kinds(plan.with_data(), plan.with_storages()),
+        plan.destination.join(&name).display()
+    ));
+
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tar.gz")
+        .tempfile_in(&plan.destination)
+        .ctx("create a temporary file in", &plan.destination)?;
+    let file = tmp.as_file().try_clone().ctx("open", tmp.path())?;
+    let mut writer = ArchiveWriter::new(
+        file,
+        config.dump.compression_level,
+        config.dump.compressed_media_level,
+    );
+    let mtime = now.unix_timestamp().max(0) as u64;
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut rows = 0u64;
+
+    // Data first: fixtures are written to a staging directory beside the
+    // archive (a tar header needs the size before the content).
+    let mut datas = Vec::new();
+    let staging = if plan.with_data() {
+        let dir = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempdir_in(&plan.destination)
+            .ctx("create a temporary directory in", &plan.destination)?;
+        let conn = if plan
+            .apps
+            .iter()
+            .any(|a| matches!(a.engine, Engine::Sql { .. }))
+        {
+            Some(crate::apps::open_source(config)?)
+        } else {
+            None
+        };
+        for app in &plan.apps {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let out = dir.path().join(&app.filename);
+            progress.log(&format!("Dumping data of {:?}", app.name));
+            let size = match &app.engine {
+                Engine::Sql { tables } => {
+                    let conn = conn.as_ref().expect("opened when an app uses SQL");
+                    let stats = crate::engine::sql::dump_tables(conn, tables, &out, progress)?;
+                    rows += stats.rows;
+                    stats.bytes
+                }
+                Engine::Command { dump, .. } => {
+                    crate::engine::command::dump(&app.config, dump, config, &out, progress)?
+                }
+            };
+            progress.log(&format!(
+                "- Written {} ({})",
+                app.filename,
+                humansize::format_size(size, humansize::DECIMAL)
+            ));
+            datas.push(app.archive_path());
+        }
+        Some(dir)
+    } else {
+        None
+    };
+
+    let mut total = 0u64;
+    let mut total_files = 0u64;
+    for s in &plan.storages {
+        let t = crate::storages::totals(s, &plan.excludes, &crate::progress::Silent)?;
+        total += t.bytes;
+        total_files += t.files;
+    }
+    if let Some(dir) = &staging {
+        for app in &plan.apps {
+            total += fs::metadata(dir.path().join(&app.filename))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+    }
+    progress.begin(total, total_files + plan.apps.len() as u64);
+
+    if let Some(dir) = &staging {
+        writer.append_plain_dir(DATA_DIR, mtime)?;
+        // Diskette's layout: data files sorted by name; the manifest keeps the load order.
+        let mut sorted: Vec<&ResolvedApp> = plan.apps.iter().collect();
+        sorted.sort_by(|a, b| a.filename.cmp(&b.filename));
+        for app in sorted {
+            let n = writer.append_path_as(
+                &app.archive_path(),
+                &dir.path().join(&app.filename),
+                progress,
+            )?;
+            progress.advance(0, 1);
+            files += 1;
+            bytes += n;
+        }
+    }
+    drop(staging);
+
+    for storage in &plan.storages {
+        progress.log(&format!("Archiving storage {}", storage.arcname));
+        let root_meta = fs::metadata(&storage.root).ctx("read", &storage.root)?;
+        writer.append_dir(&storage.arcname, &root_meta)?;
+        for entry in crate::storages::walk(storage, &plan.excludes, progress) {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let entry = entry?;
+            match &entry.kind {
+                EntryKind::Dir => writer.append_dir(&entry.arcname, &entry.meta)?,
+                EntryKind::Symlink(target) => {
+                    writer.append_symlink(&entry.arcname, target, &entry.meta)?;
+                    files += 1;
+                }
+                EntryKind::File => {
+                    if let Some(n) = writer.append_file(&entry.arcname, &entry.path, progress)? {
+                        files += 1;
+                        bytes += n;
+                        progress.advance(0, 1);
+                    }
+                }
+            }
+        }
+    }
+
+    let manifest = Manifest {
+        version: crate::VERSION.to_string(),
+        creation: creation_stamp(now),
+        datas: plan.with_data().then_some(datas),
+        storages: plan
+            .with_storages()
+            .then(|| plan.storages.iter().map(|s| s.arcname.clone()).collect()),
+    };
+    writer.append_bytes(MANIFEST, manifest.to_json().as_bytes(), mtime)?;
+    let finished = writer.finish()?;
+    drop(finished.file);
+
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .ctx("set permissions of", tmp.path())?;
+    let (path, filename) = place(tmp, &plan.destination, &name)?;
+    progress.log(&format!(
+        "Archive created: {} ({})",
+        path.display(),
+        humansize::format_size(finished.size, humansize::DECIMAL)
+    ));
+    progress.log(&format!("Checksum: {}", finished.checksum));
+    Ok(DumpOutcome {
+        path,
+        filename,
+        size: finished.size,
+        checksum: finished.checksum,
+        files,
+        bytes,
+        rows,
+        with_data: plan.with_data(),
+        with_storages: plan.with_storages(),
+    })
+}
+
+/// Give the finished temporary file its final name without ever replacing an
+/// existing file (`_2`, `_3`... are added on a clash), then fsync the directory.
+fn place(tmp: tempfile::NamedTempFile, dir: &Path, name: &str) -> Result<(PathBuf, String)> {
+    let stem = name.strip_suffix(".tar.gz").unwrap_or(name);
+    for n in 1..1000 {
+        let candidate = if n == 1 {
+            name.to_string()
+        } else {
+            format!("{stem}_{n}.tar.gz")
+        };
+        let target = dir.join(&candidate);
+        match fs::hard_link(tmp.path(), &target) {
+            Ok(()) => {
+                // The temporary name goes; the archive stays under its final name.
+                drop(tmp);
+                if let Ok(d) = fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+                return Ok((target, candidate));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create", &target, e)),
+        }
+    }
+    Err(Error::Usage(format!(
+        "too many archives named like {name} in {}",
+        dir.display()
+    )))
+}
+
+fn describe_kinds(data: bool, storages: bool) -> &'static str {
+    match (data, storages) {
+        (true, true) => "data and storages",
+        (true, false) => "data",
+        _ => "storages",
+    }
+}
+
+/// Diskette's manifest `creation`: naive local time to the second.
+fn creation_stamp(now: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    now.format(&f).unwrap_or_default()
 }
 
 /// What `dump` would archive, as a printable report; writes nothing.
-pub fn check(_config: &Config, _opts: &DumpOptions, _progress: &dyn Progress) -> Result<String> {
-    todo!()
+pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<String> {
+    let plan = plan(config, opts, progress)?;
+    let mut out = String::new();
+    let name = filename::render(
+        &plan.pattern,
+        plan.with_data(),
+        plan.with_storages(),
+        &filename::date_stamp(now_local()),
+    );
+    let dest_state = if plan.destination.is_dir() {
+        ""
+    } else if plan.destination.exists() {
+        return Err(Error::Usage(format!(
+            "destination {} exists and is not a directory",
+            plan.destination.display()
+        )));
+    } else {
+        " (will be created)"
+    };
+    let _ = writeln!(
+        out,
+        "Archive: {}{dest_state}",
+        plan.destination.join(&name).display()
+    );
+    let mut total_rows = 0u64;
+    if plan.with_data() {
+        let _ = writeln!(out, "Data:");
+        let conn = if plan
+            .apps
+            .iter()
+            .any(|a| matches!(a.engine, Engine::Sql { .. }))
+        {
+            Some(crate::apps::open_source(config)?)
+        } else {
+            None
+        };
+        for app in &plan.apps {
+            match &app.engine {
+                Engine::Sql { tables } => {
+                    let conn = conn.as_ref().expect("opened when an app uses SQL");
+                    let _ = writeln!(out, "  {} -> {}", app.name, app.archive_path());
+                    for t in tables {
+                        crate::engine::sql::TableSchema::read(conn, &t.name)?;
+                        let n = crate::engine::sql::count_rows(conn, &t.name)?;
+                        total_rows += n;
+                        let _ = writeln!(out, "    {} ({}): {n} rows", t.name, t.label);
+                    }
+                }
+                Engine::Command { dump, .. } => {
+                    let _ = writeln!(
+                        out,
+                        "  {} -> {}: command {}",
+                        app.name,
+                        app.archive_path(),
+                        dump.join(" ")
+                    );
+                }
+            }
+        }
+    } else {
+        let _ = writeln!(out, "Data: none");
+    }
+    let mut total_files = 0;
+    let mut total_bytes = 0;
+    if plan.with_storages() {
+        let _ = writeln!(out, "Storages:");
+        for s in &plan.storages {
+            let t = crate::storages::totals(s, &plan.excludes, progress)?;
+            total_files += t.files;
+            total_bytes += t.bytes;
+            let _ = writeln!(
+                out,
+                "  {}: {} files, {} directories, {}",
+                s.arcname,
+                t.files,
+                t.dirs,
+                humansize::format_size(t.bytes, humansize::DECIMAL)
+            );
+        }
+    } else {
+        let _ = writeln!(out, "Storages: none");
+    }
+    let _ = writeln!(
+        out,
+        "Total: {total_rows} rows, {total_files} files, {} before compression",
+        humansize::format_size(total_bytes, humansize::DECIMAL)
+    );
+    Ok(out)
 }

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::Config;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::Config;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

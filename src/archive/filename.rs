@@ -59,9 +59,17 @@ mod tests {
 
     #[test]
     fn default_pattern() {
-        let name = render(crate::config::DEFAULT_FILENAME, true, true, "2025-02-03T175309");
+        let name = render(
+            crate::config::DEFAULT_FILENAME,
+            true,
+            true,
+            "2025-02-03T175309",
+        );
         assert_eq!(name, "diskette_data_storages_2025-02-03T175309.tar.gz");
-        assert_eq!(render("d{features}.tar.gz", false, true, ""), "d_storages.tar.gz");
+        assert_eq!(
+            render("d{features}.tar.gz", false, true, ""),
+            "d_storages.tar.gz"
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl Manifest {
             None => "null".to_string(),
             Some(items) => format!(
                 "[{}]",
-                items.iter().map(|s| py_json_string(s)).collect::<Vec<_>>().join(", ")
+                items
+                    .iter()
+                    .map(|s| py_json_string(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         format!(
@@ -66,11 +70,10 @@ impl Manifest {
         }
         // Read the bytes again as the typed shape: unlike `Value`, it refuses duplicate keys.
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: Raw = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                bad(format!("{path}: {}", e.into_inner()))
-            })?;
+        let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            bad(format!("{path}: {}", e.into_inner()))
+        })?;
         let manifest = Manifest {
             version: raw.version,
             creation: raw.creation,
@@ -103,7 +106,9 @@ impl Manifest {
             let first = Path::new(s).components().next();
             if matches!(first, Some(Component::Normal(c)) if c == super::DATA_DIR || c == super::MANIFEST)
             {
-                return Err(format!("storages: {s:?} collides with the data/ directory or the manifest"));
+                return Err(format!(
+                    "storages: {s:?} collides with the data/ directory or the manifest"
+                ));
             }
             for other in &storages[..i] {
                 if Path::new(s).starts_with(other) || Path::new(other).starts_with(s) {
@@ -178,14 +183,21 @@ mod tests {
         let m = Manifest {
             version: "0.6.0".into(),
             creation: "2026-11-27T01:17:44".into(),
-            datas: Some(vec!["data/djangocontribsites.json".into(), "data/blog.json".into()]),
+            datas: Some(vec![
+                "data/djangocontribsites.json".into(),
+                "data/blog.json".into(),
+            ]),
             storages: None,
         };
         assert_eq!(
             m.to_json(),
             r#"{"version": "0.6.0", "creation": "2026-11-27T01:17:44", "datas": ["data/djangocontribsites.json", "data/blog.json"], "storages": null}"#
         );
-        let m = Manifest { datas: None, storages: Some(vec!["médias".into()]), ..m };
+        let m = Manifest {
+            datas: None,
+            storages: Some(vec!["médias".into()]),
+            ..m
+        };
         assert!(m.to_json().contains(r#""storages": ["m\u00e9dias"]"#));
         assert_eq!(Manifest::parse(m.to_json().as_bytes()).unwrap(), m);
     }

@@ -5,9 +5,9 @@ pub mod sql;
 
 use std::path::PathBuf;
 
+use crate::Config;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::Config;
 
 /// A fixture extracted from an archive, ready to load.
 #[derive(Debug, Clone)]
@@ -36,7 +36,11 @@ pub struct PreparedLoad {
 /// Validate every fixture and apply the SQL ones in one transaction left open:
 /// nothing is visible until `commit`. A fixture that cannot be mapped fails the
 /// whole load here, before anything changes.
-pub fn prepare_load(config: &Config, files: &[DataFile], progress: &dyn Progress) -> Result<PreparedLoad> {
+pub fn prepare_load(
+    config: &Config,
+    files: &[DataFile],
+    progress: &dyn Progress,
+) -> Result<PreparedLoad> {
     let mut sql_files = Vec::new();
     let mut commands = Vec::new();
     for file in files {
@@ -55,7 +59,11 @@ pub fn prepare_load(config: &Config, files: &[DataFile], progress: &dyn Progress
         report.files += sql_files.len();
         Some(pending)
     };
-    Ok(PreparedLoad { sql, commands, report })
+    Ok(PreparedLoad {
+        sql,
+        commands,
+        report,
+    })
 }
 
 impl PreparedLoad {

@@ -1,21 +1,659 @@
-//! The built-in SQL engine over SQLite: Django-shaped fixtures, streaming.
+//! The built-in SQL engine over SQLite: Django-shaped fixtures, streamed.
+//!
+//! Dump: `[{"model": "blog.article", "pk": 1, "fields": {...}}, ...]`, rows
+//! ordered by primary key, written one row at a time with Django's separators.
+//! Load: one transaction for every fixture, rows upserted by primary key,
+//! foreign keys checked at the end; a fixture that cannot be mapped fails the
+//! whole load before anything is committed.
 
-use crate::engine::DataFile;
-use crate::error::Result;
-use crate::progress::Progress;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use base64::Engine as _;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde_json::Value;
+
 use crate::Config;
+use crate::apps::{Table, sql_err};
+use crate::engine::DataFile;
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
 
-/// An open transaction holding applied fixtures.
+/// Columns of a table, with its single-column primary key.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    pub pk: String,
+    /// (name, declared type), in table order.
+    pub columns: Vec<(String, String)>,
+}
+
+impl TableSchema {
+    pub fn read(conn: &rusqlite::Connection, table: &str) -> Result<TableSchema> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({})", quote_ident(table)))
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(sql_err)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sql_err)?;
+        if rows.is_empty() {
+            return Err(Error::Data(format!("table {table} does not exist")));
+        }
+        let pks: Vec<&String> = rows.iter().filter(|r| r.2 > 0).map(|r| &r.0).collect();
+        if pks.len() != 1 {
+            return Err(Error::Data(format!(
+                "table {table} has no single-column primary key, which a fixture needs"
+            )));
+        }
+        Ok(TableSchema {
+            pk: pks[0].clone(),
+            columns: rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect(),
+        })
+    }
+
+    fn is_blob(&self, column: &str) -> bool {
+        self.columns
+            .iter()
+            .any(|(c, t)| c == column && t.to_ascii_uppercase().contains("BLOB"))
+    }
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Django's JSON separators: `, ` and `: `, one line.
+struct DjangoFormatter;
+
+impl serde_json::ser::Formatter for DjangoFormatter {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// What a fixture dump wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DumpStats {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Write the rows of `tables` as one fixture to `out`, streaming.
+pub fn dump_tables(
+    conn: &rusqlite::Connection,
+    tables: &[Table],
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<DumpStats> {
+    let file = File::create(out).ctx("create", out)?;
+    let mut w = BufWriter::with_capacity(256 * 1024, file);
+    let mut rows = 0u64;
+    w.write_all(b"[").ctx("write", out)?;
+    for table in tables {
+        let schema = TableSchema::read(conn, &table.name)?;
+        let sql = format!(
+            "SELECT * FROM {} ORDER BY {}",
+            quote_ident(&table.name),
+            quote_ident(&schema.pk)
+        );
+        let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
+        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let pk_index = names.iter().position(|n| *n == schema.pk).unwrap_or(0);
+        let mut q = stmt.query([]).map_err(sql_err)?;
+        let mut table_rows = 0u64;
+        while let Some(row) = q.next().map_err(sql_err)? {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let mut fields = serde_json::Map::with_capacity(names.len());
+            let mut pk = Value::Null;
+            for (i, name) in names.iter().enumerate() {
+                let v = json_value(row.get_ref(i).map_err(sql_err)?).map_err(|m| {
+                    Error::Data(format!("table {}, column {name}: {m}", table.name))
+                })?;
+                if i == pk_index {
+                    pk = v;
+                } else {
+                    fields.insert(name.clone(), v);
+                }
+            }
+            if rows > 0 {
+                w.write_all(b", ").ctx("write", out)?;
+            }
+            let record = Record {
+                model: &table.label,
+                pk: &pk,
+                fields: &fields,
+            };
+            let mut ser = serde_json::Serializer::with_formatter(&mut w, DjangoFormatter);
+            serde::Serialize::serialize(&record, &mut ser)
+                .map_err(|e| Error::Data(format!("write {}: {e}", out.display())))?;
+            rows += 1;
+            table_rows += 1;
+        }
+        progress.log(&format!(
+            "- {} ({}): {table_rows} rows",
+            table.name, table.label
+        ));
+    }
+    w.write_all(b"]").ctx("write", out)?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io("write", out, e.into_error()))?;
+    let bytes = file.metadata().ctx("read metadata of", out)?.len();
+    Ok(DumpStats { rows, bytes })
+}
+
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    model: &'a str,
+    pk: &'a Value,
+    fields: &'a serde_json::Map<String, Value>,
+}
+
+fn json_value(v: ValueRef<'_>) -> std::result::Result<Value, String> {
+    Ok(match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} cannot be written in JSON"))?,
+        ValueRef::Text(t) => Value::String(
+            std::str::from_utf8(t)
+                .map_err(|_| "text that is not valid UTF-8".to_string())?
+                .to_string(),
+        ),
+        // Django's BinaryField serializes as base64.
+        ValueRef::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+    })
+}
+
+/// Row count of tables, for `dump --check`.
+pub fn count_rows(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
+    conn.query_row(
+        &format!("SELECT COUNT(*) FROM {}", quote_ident(table)),
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+    .map_err(sql_err)
+}
+
+/// An open transaction holding applied fixtures. Dropping it rolls back.
 pub struct PendingTransaction {
+    conn: Option<rusqlite::Connection>,
     pub rows: u64,
 }
 
 impl PendingTransaction {
-    pub fn commit(self) -> Result<()> {
-        todo!()
+    pub fn commit(mut self) -> Result<()> {
+        let conn = self.conn.take().expect("connection present until commit");
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(Error::Data(format!(
+                "commit failed, nothing was loaded: {e}"
+            )));
+        }
+        Ok(())
     }
 }
 
-pub fn load_fixtures(_config: &Config, _files: &[DataFile], _progress: &dyn Progress) -> Result<PendingTransaction> {
-    todo!()
+impl Drop for PendingTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Open the target database and apply every fixture inside one transaction
+/// that stays open. Foreign keys are checked before returning.
+pub fn load_fixtures(
+    config: &Config,
+    files: &[DataFile],
+    progress: &dyn Progress,
+) -> Result<PendingTransaction> {
+    let path = config.data_database()?;
+    if !path.is_file() {
+        return Err(Error::Config(format!(
+            "data.database_url: database {} does not exist (create its tables first)",
+            path.display()
+        )));
+    }
+    let conn = rusqlite::Connection::open(&path).map_err(|e| {
+        Error::Config(format!(
+            "data.database_url: cannot open {}: {e}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(sql_err)?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;",
+    )
+    .map_err(|e| {
+        Error::Data(format!(
+            "cannot start a transaction on {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut pending = PendingTransaction {
+        conn: Some(conn),
+        rows: 0,
+    };
+    let conn = pending.conn.as_ref().expect("just set");
+    let mut loader = Loader::new(conn, &config.data.labels)?;
+    for file in files {
+        let rows = loader
+            .load_file(&file.path, progress)
+            .map_err(|e| Error::Data(format!("{}: {e}", file.name)))?;
+        progress.log(&format!("Loaded {} ({rows} rows)", file.name));
+        pending.rows += rows;
+    }
+    loader.check_foreign_keys()?;
+    drop(loader);
+    Ok(pending)
+}
+
+struct Loader<'c> {
+    conn: &'c rusqlite::Connection,
+    /// label → table name.
+    by_label: HashMap<String, String>,
+    schemas: HashMap<String, TableSchema>,
+}
+
+/// A failure inside one fixture, before the file name is prefixed.
+#[derive(Debug)]
+struct LoadError(String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureRecord {
+    model: String,
+    pk: Option<Value>,
+    #[serde(default)]
+    fields: serde_json::Map<String, Value>,
+}
+
+impl<'c> Loader<'c> {
+    fn new(
+        conn: &'c rusqlite::Connection,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let mut by_label = HashMap::new();
+        for name in crate::apps::list_tables(conn)? {
+            let t = Table::new(&name, overrides);
+            by_label.entry(t.label).or_insert(t.name);
+        }
+        Ok(Loader {
+            conn,
+            by_label,
+            schemas: HashMap::new(),
+        })
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> std::result::Result<u64, LoadError> {
+        let file = File::open(path).map_err(|e| LoadError(format!("cannot open: {e}")))?;
+        let mut de =
+            serde_json::Deserializer::from_reader(BufReader::with_capacity(256 * 1024, file));
+        let mut state = FileState {
+            loader: self,
+            rows: 0,
+            error: None,
+            progress,
+        };
+        let result = serde::Deserializer::deserialize_seq(&mut de, RecordsVisitor(&mut state));
+        if let Some(e) = state.error.take() {
+            return Err(e);
+        }
+        result.map_err(|e| LoadError(format!("invalid fixture: {e}")))?;
+        de.end()
+            .map_err(|e| LoadError(format!("invalid fixture: {e}")))?;
+        Ok(state.rows)
+    }
+
+    fn schema(&mut self, table: &str) -> std::result::Result<&TableSchema, LoadError> {
+        if !self.schemas.contains_key(table) {
+            let s = TableSchema::read(self.conn, table).map_err(|e| LoadError(e.to_string()))?;
+            self.schemas.insert(table.to_string(), s);
+        }
+        Ok(&self.schemas[table])
+    }
+
+    fn apply(&mut self, record: FixtureRecord) -> std::result::Result<(), LoadError> {
+        let model = record.model.to_lowercase();
+        let table = self.by_label.get(&model).cloned().ok_or_else(|| {
+            LoadError(format!(
+                "model {:?} matches no table of the database (expected a table such as {:?}, or an entry in [data] labels)",
+                record.model,
+                model.replacen('.', "_", 1)
+            ))
+        })?;
+        let pk = match record.pk {
+            Some(v @ (Value::Number(_) | Value::String(_))) => v,
+            Some(Value::Null) | None => {
+                return Err(LoadError(format!(
+                    "model {}: a record has no \"pk\" (natural primary keys need a load_command, e.g. python manage.py loaddata {{file}})",
+                    record.model
+                )));
+            }
+            Some(_) => {
+                return Err(LoadError(format!(
+                    "model {}, field pk: a natural key cannot be loaded by the built-in engine (use a load_command)",
+                    record.model
+                )));
+            }
+        };
+        let schema = self.schema(&table)?.clone();
+        let mut columns: Vec<String> = vec![schema.pk.clone()];
+        let mut values: Vec<SqlValue> = vec![
+            sql_value(&pk, schema.is_blob(&schema.pk))
+                .map_err(|m| LoadError(format!("model {}, field pk: {m}", record.model)))?,
+        ];
+        for (field, value) in &record.fields {
+            let column = if schema.columns.iter().any(|(c, _)| c == field) {
+                field.clone()
+            } else if schema
+                .columns
+                .iter()
+                .any(|(c, _)| *c == format!("{field}_id"))
+            {
+                format!("{field}_id")
+            } else {
+                return Err(LoadError(format!(
+                    "model {}, field {field}: no such column in table {table}",
+                    record.model
+                )));
+            };
+            if matches!(value, Value::Array(_) | Value::Object(_)) {
+                return Err(LoadError(format!(
+                    "model {}, field {field}: many-to-many lists and natural keys cannot be loaded by the built-in engine; load this fixture with a load_command (python manage.py loaddata {{file}})",
+                    record.model
+                )));
+            }
+            let v = sql_value(value, schema.is_blob(&column))
+                .map_err(|m| LoadError(format!("model {}, field {field}: {m}", record.model)))?;
+            columns.push(column);
+            values.push(v);
+        }
+        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let placeholders = vec!["?"; columns.len()].join(", ");
+        let updates: Vec<String> = quoted[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT({}) {conflict}",
+            quote_ident(&table),
+            quoted.join(", "),
+            quoted[0],
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| LoadError(format!("model {}: {e}", record.model)))?;
+        stmt.execute(rusqlite::params_from_iter(values.iter()))
+            .map_err(|e| LoadError(format!("model {}, pk {pk}: {e}", record.model)))?;
+        Ok(())
+    }
+
+    fn check_foreign_keys(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA foreign_key_check")
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        if let Some(row) = rows.next().map_err(sql_err)? {
+            let table: String = row.get(0).map_err(sql_err)?;
+            let rowid: Option<i64> = row.get(1).map_err(sql_err)?;
+            let parent: String = row.get(2).map_err(sql_err)?;
+            return Err(Error::Data(format!(
+                "foreign key violation: a row of {table} (rowid {}) points to a missing row of {parent}; nothing was loaded",
+                rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn sql_value(v: &Value, blob: bool) -> std::result::Result<SqlValue, String> {
+    Ok(match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(*b as i64),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                SqlValue::Integer(i)
+            } else if n.is_u64() {
+                return Err(format!("{n} does not fit a 64-bit integer"));
+            } else {
+                SqlValue::Real(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) if blob => SqlValue::Blob(
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("binary value is not base64: {e}"))?,
+        ),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        Value::Array(_) | Value::Object(_) => {
+            return Err("lists and objects are not column values".into());
+        }
+    })
+}
+
+struct FileState<'a, 'c> {
+    loader: &'a mut Loader<'c>,
+    rows: u64,
+    error: Option<LoadError>,
+    progress: &'a dyn Progress,
+}
+
+/// Visits the top-level array one record at a time, so memory stays flat.
+struct RecordsVisitor<'s, 'a, 'c>(&'s mut FileState<'a, 'c>);
+
+impl<'de> Visitor<'de> for RecordsVisitor<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of fixture records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(record) = seq.next_element::<FixtureRecord>()? {
+            if self.0.progress.is_cancelled() {
+                self.0.error = Some(LoadError("cancelled".into()));
+                return Err(serde::de::Error::custom("cancelled"));
+            }
+            if let Err(e) = self.0.loader.apply(record) {
+                self.0.error = Some(e);
+                return Err(serde::de::Error::custom("record refused"));
+            }
+            self.0.rows += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsVisitor<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    fn db(dir: &Path) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(dir.join("app.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE blog_category (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE blog_article (id INTEGER PRIMARY KEY, title TEXT, score REAL, raw BLOB,
+                 category_id INTEGER REFERENCES blog_category(id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn config(dir: &Path) -> Config {
+        Config::from_toml(
+            "[data]\ndatabase_url = \"sqlite://app.db\"\n",
+            dir,
+            Vec::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn values_round_trip_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db(dir.path());
+        conn.execute_batch("INSERT INTO blog_category VALUES (1, 'Café ☕ \"quoted\"');")
+            .unwrap();
+        conn.execute(
+            "INSERT INTO blog_article VALUES (?1, ?2, ?3, ?4, 1)",
+            rusqlite::params![i64::MAX, "t\n\u{0}x", 0.1f64 + 0.2, vec![0u8, 255, 7]],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO blog_article VALUES (?1, NULL, ?2, NULL, NULL)",
+            rusqlite::params![i64::MIN, 1e300f64],
+        )
+        .unwrap();
+        let tables = vec![
+            Table::new("blog_category", &Default::default()),
+            Table::new("blog_article", &Default::default()),
+        ];
+        let out = dir.path().join("blog.json");
+        let stats = dump_tables(&conn, &tables, &out, &Silent).unwrap();
+        assert_eq!(stats.rows, 3);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.starts_with(r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "Café ☕ \"quoted\""}}, "#), "{text}");
+        assert!(!text.contains('\n'));
+
+        let before: Vec<Vec<SqlValue>> = all_rows(&conn, "blog_article");
+        conn.execute_batch("DELETE FROM blog_article; DELETE FROM blog_category;")
+            .unwrap();
+        drop(conn);
+        let cfg = config(dir.path());
+        let files = [DataFile {
+            name: "data/blog.json".into(),
+            path: out,
+        }];
+        let pending = load_fixtures(&cfg, &files, &Silent).unwrap();
+        assert_eq!(pending.rows, 3);
+        pending.commit().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+        assert_eq!(all_rows(&conn, "blog_article"), before);
+    }
+
+    fn all_rows(conn: &rusqlite::Connection, table: &str) -> Vec<Vec<SqlValue>> {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+            .unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get::<_, SqlValue>(i)).collect())
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn unmappable_fixture_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db(dir.path());
+        conn.execute_batch("INSERT INTO blog_category VALUES (9, 'kept');")
+            .unwrap();
+        drop(conn);
+        let fixture = dir.path().join("f.json");
+        std::fs::write(
+            &fixture,
+            r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "News"}},
+                {"model": "blog.article", "pk": 1, "fields": {"title": "x", "category": 1, "tags": [1, 2]}}]"#,
+        )
+        .unwrap();
+        let cfg = config(dir.path());
+        let files = [DataFile {
+            name: "data/blog.json".into(),
+            path: fixture,
+        }];
+        let err = load_fixtures(&cfg, &files, &Silent)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("blog.article") && err.contains("tags"),
+            "{err}"
+        );
+        let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM blog_category", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn field_names_map_to_fk_columns_and_fk_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(db(dir.path()));
+        let fixture = dir.path().join("f.json");
+        std::fs::write(
+            &fixture,
+            r#"[{"model": "blog.article", "pk": 1, "fields": {"title": "x", "category": 5}}]"#,
+        )
+        .unwrap();
+        let cfg = config(dir.path());
+        let files = [DataFile {
+            name: "data/blog.json".into(),
+            path: fixture.clone(),
+        }];
+        let err = load_fixtures(&cfg, &files, &Silent)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("foreign key"), "{err}");
+        std::fs::write(
+            &fixture,
+            r#"[{"model": "blog.article", "pk": 1, "fields": {"title": "x", "category": 5}},
+                {"model": "Blog.Category", "pk": 5, "fields": {"name": "later"}}]"#,
+        )
+        .unwrap();
+        load_fixtures(&cfg, &files, &Silent)
+            .unwrap()
+            .commit()
+            .unwrap();
+    }
 }
