@@ -532,6 +532,53 @@ mod tests {
         assert!(!excluded("data/sites.json", &x));
     }
 
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn listing(root: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                if p.is_dir() {
+                    out.push((rel + "/", String::new()));
+                    stack.push(p);
+                } else {
+                    out.push((rel, fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn swap_rolls_back_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        let tmp = dir.path().join("tmp");
+        write(&base.join("media/old.txt"), "old");
+        write(&base.join("other/keep.txt"), "keep");
+        write(&tmp.join("tree/media/new.txt"), "new");
+        write(&tmp.join("tree/deep/sub/x.txt"), "x");
+        let before = listing(&base);
+
+        let mut swap = Swap::new(tmp.join("previous"));
+        swap.install(&tmp.join("tree/media"), &base, "media").unwrap();
+        swap.install(&tmp.join("tree/deep/sub"), &base, "deep/sub").unwrap();
+        assert_eq!(fs::read_to_string(base.join("media/new.txt")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(base.join("deep/sub/x.txt")).unwrap(), "x");
+        // A third step fails (its source is missing): everything goes back.
+        assert!(swap.install(&tmp.join("tree/absent"), &base, "other").is_err());
+        swap.rollback(&crate::progress::Silent);
+        assert_eq!(listing(&base), before);
+        assert_eq!(fs::read_to_string(tmp.join("tree/media/new.txt")).unwrap(), "new");
+    }
+
     #[test]
     fn fixtures_must_be_json_arrays() {
         let dir = tempfile::tempdir().unwrap();

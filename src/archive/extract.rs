@@ -237,9 +237,9 @@ impl Unpacker {
                     "the archive unpacks to more than {limit} bytes (limit set by [load] max_unpacked_bytes)"
                 ))
             } else if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::Archive("the archive is truncated: the compressed stream ends early".into())
+                Error::Archive("truncated: the compressed stream ends early".into())
             } else {
-                Error::Archive(format!("the archive is corrupt: {e}"))
+                Error::Archive(format!("corrupt: {e}"))
             }
         };
 
@@ -263,7 +263,7 @@ impl Unpacker {
             next_header = entry
                 .raw_file_position()
                 .checked_add(entry.size().div_ceil(BLOCK) * BLOCK)
-                .ok_or_else(|| Error::Archive("the archive is corrupt: entry size overflow".into()))?;
+                .ok_or_else(|| Error::Archive("corrupt: entry size overflow".into()))?;
             let room = self.limits.max_unpacked_bytes.saturating_sub(unpacked.get());
             if entry.size() > room {
                 return Err(self.limit_error());
@@ -279,7 +279,7 @@ impl Unpacker {
         let mut rest = archive.into_inner();
         if unpacked.get() == next_header {
             return Err(Error::Archive(
-                "the archive is truncated: the tar stream has no end-of-archive marker".into(),
+                "truncated: the tar stream has no end-of-archive marker".into(),
             ));
         }
         let mut buf = vec![0u8; 64 * 1024];
