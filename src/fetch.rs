@@ -61,9 +61,12 @@ fn scheme_of(url: &str) -> Option<String> {
 
 /// Refuse a URL whose scheme `[load] protocols` does not allow.
 pub fn check_scheme(config: &LoadConfig, url: &str) -> Result<()> {
-    let scheme = scheme_of(url)
-        .ok_or_else(|| Error::Download(format!("{url:?} is not a URL")))?;
-    if config.protocols.iter().any(|p| p.eq_ignore_ascii_case(&scheme)) {
+    let scheme = scheme_of(url).ok_or_else(|| Error::Download(format!("{url:?} is not a URL")))?;
+    if config
+        .protocols
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(&scheme))
+    {
         return Ok(());
     }
     let allowed = config
@@ -74,7 +77,11 @@ pub fn check_scheme(config: &LoadConfig, url: &str) -> Result<()> {
         .join(", ");
     Err(Error::Download(format!(
         "{url}: the scheme {scheme:?} is not allowed ([load] protocols allows {})",
-        if allowed.is_empty() { "none".to_string() } else { allowed }
+        if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed
+        }
     )))
 }
 
@@ -262,7 +269,10 @@ fn resolve(base: &str, location: &str) -> String {
 /// The URL's last path segment when it is a plain, safe file name.
 fn file_name_for(url: &str) -> String {
     let origin = origin_of(url);
-    let path = url[origin.len()..].split(['?', '#']).next().unwrap_or_default();
+    let path = url[origin.len()..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
     let last = path.rsplit('/').next().unwrap_or_default();
     let safe = !last.is_empty()
         && !last.starts_with('.')
@@ -270,7 +280,11 @@ fn file_name_for(url: &str) -> String {
         && last
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if safe { last.to_string() } else { DEFAULT_NAME.to_string() }
+    if safe {
+        last.to_string()
+    } else {
+        DEFAULT_NAME.to_string()
+    }
 }
 
 /// `("name", ".tar.gz")`: where to insert a `-1` suffix.

@@ -174,7 +174,10 @@ impl Source {
             if let Some(dir) = download.dir {
                 let _ = dir.keep();
             }
-            progress.log(&format!("Kept the downloaded archive {}", self.path.display()));
+            progress.log(&format!(
+                "Kept the downloaded archive {}",
+                self.path.display()
+            ));
             return Some(self.path);
         }
         match fs::remove_file(&self.path) {
@@ -324,7 +327,10 @@ fn select_data(
         progress.log("The archive holds no data");
     }
     for exclude in &opts.exclude_data {
-        if !datas.iter().any(|d| excluded(d, std::slice::from_ref(exclude))) {
+        if !datas
+            .iter()
+            .any(|d| excluded(d, std::slice::from_ref(exclude)))
+        {
             progress.warn(&format!(
                 "--exclude-data {exclude}: the archive has no such data file"
             ));
@@ -375,7 +381,10 @@ fn check_fixture(path: &Path, name: &str) -> Result<()> {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON array of records")
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Records, A::Error> {
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Records, A::Error> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             Ok(Records)
         }
@@ -392,7 +401,9 @@ fn check_target(basepath: &Path, storage: &str) -> Result<()> {
     let target = basepath.join(storage);
     // The manifest only lists relative paths of normal components.
     if !target.starts_with(basepath) || storage.split('/').any(|c| c.is_empty() || c == "..") {
-        return Err(Error::Archive(format!("storage {storage:?} lies outside the destination")));
+        return Err(Error::Archive(format!(
+            "storage {storage:?} lies outside the destination"
+        )));
     }
     let mut dir = basepath.to_path_buf();
     for component in storage.split('/') {
@@ -451,7 +462,8 @@ impl Swap {
         match fs::symlink_metadata(&target) {
             Ok(_) => {
                 if !self.previous_dir.exists() {
-                    fs::create_dir(&self.previous_dir).ctx("create directory", &self.previous_dir)?;
+                    fs::create_dir(&self.previous_dir)
+                        .ctx("create directory", &self.previous_dir)?;
                 }
                 let previous = self.previous_dir.join(self.steps.len().to_string());
                 fs::rename(&target, &previous).ctx("move aside", &target)?;
@@ -568,15 +580,29 @@ mod tests {
         let before = listing(&base);
 
         let mut swap = Swap::new(tmp.join("previous"));
-        swap.install(&tmp.join("tree/media"), &base, "media").unwrap();
-        swap.install(&tmp.join("tree/deep/sub"), &base, "deep/sub").unwrap();
-        assert_eq!(fs::read_to_string(base.join("media/new.txt")).unwrap(), "new");
-        assert_eq!(fs::read_to_string(base.join("deep/sub/x.txt")).unwrap(), "x");
+        swap.install(&tmp.join("tree/media"), &base, "media")
+            .unwrap();
+        swap.install(&tmp.join("tree/deep/sub"), &base, "deep/sub")
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(base.join("media/new.txt")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            fs::read_to_string(base.join("deep/sub/x.txt")).unwrap(),
+            "x"
+        );
         // A third step fails (its source is missing): everything goes back.
-        assert!(swap.install(&tmp.join("tree/absent"), &base, "other").is_err());
+        assert!(
+            swap.install(&tmp.join("tree/absent"), &base, "other")
+                .is_err()
+        );
         swap.rollback(&crate::progress::Silent);
         assert_eq!(listing(&base), before);
-        assert_eq!(fs::read_to_string(tmp.join("tree/media/new.txt")).unwrap(), "new");
+        assert_eq!(
+            fs::read_to_string(tmp.join("tree/media/new.txt")).unwrap(),
+            "new"
+        );
     }
 
     #[test]

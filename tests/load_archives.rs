@@ -12,7 +12,9 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn reference(name: &str) -> PathBuf {
-    common::shared_dir().join("fixtures/diskette-0.6.0").join(name)
+    common::shared_dir()
+        .join("fixtures/diskette-0.6.0")
+        .join(name)
 }
 
 fn b2(name: &str) -> String {
@@ -65,7 +67,10 @@ impl Site {
 }
 
 /// What GNU tar extracts from `archive`, under `storage`.
-fn gnu_tar_tree(archive: &Path, storage: &str) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+fn gnu_tar_tree(
+    archive: &Path,
+    storage: &str,
+) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
     let dir = common::temp_dir();
     let status = Command::new("tar")
         .arg("xzf")
@@ -81,7 +86,11 @@ fn gnu_tar_tree(archive: &Path, storage: &str) -> std::collections::BTreeMap<Str
 fn no_leftovers(dest: &Path) {
     for entry in fs::read_dir(dest).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(!name.to_string_lossy().starts_with(".diskette"), "{name:?} left in {}", dest.display());
+        assert!(
+            !name.to_string_lossy().starts_with(".diskette"),
+            "{name:?} left in {}",
+            dest.display()
+        );
     }
 }
 
@@ -92,12 +101,23 @@ fn storages_match_gnu_tar() {
         let archive = reference(name);
         let run = site.load(&archive, &["--no-data"]);
         assert!(run.success(), "{name}: {}", run.stderr);
-        assert!(run.stderr.contains("1 storage(s)"), "{name}: {}", run.stderr);
-        assert_eq!(common::tree(&site.dest.join("media")), gnu_tar_tree(&archive, "media"), "{name}");
+        assert!(
+            run.stderr.contains("1 storage(s)"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            common::tree(&site.dest.join("media")),
+            gnu_tar_tree(&archive, "media"),
+            "{name}"
+        );
         assert!(site.dest.join("media/documents/résumé café.txt").is_file());
         // The previous media is gone, the storage not in the manifest is untouched.
         assert!(!site.dest.join("media/old.txt").exists());
-        assert_eq!(fs::read_to_string(site.dest.join("uploads/keep.txt")).unwrap(), "uploads keep\n");
+        assert_eq!(
+            fs::read_to_string(site.dest.join("uploads/keep.txt")).unwrap(),
+            "uploads keep\n"
+        );
         no_leftovers(&site.dest);
         assert!(archive.is_file(), "a local archive is never deleted");
     }
@@ -126,7 +146,11 @@ fn checksum_is_verified_before_anything_is_written() {
     let run = site.load(&archive, &["--no-data", "--checksum", &wrong]);
     assert!(!run.success());
     assert!(run.stderr.contains("checksum mismatch"), "{}", run.stderr);
-    assert!(run.stderr.contains(&wrong) && run.stderr.contains(&good), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&wrong) && run.stderr.contains(&good),
+        "{}",
+        run.stderr
+    );
     assert!(common::diff(&before, &site.snapshot()).is_empty());
 
     let run = site.load(&archive, &["--no-data", "--checksum", &good.to_uppercase()]);
@@ -136,7 +160,11 @@ fn checksum_is_verified_before_anything_is_written() {
 
     let run = site.load(&archive, &["--no-data", "--checksum", "abc"]);
     assert!(!run.success());
-    assert!(run.stderr.contains("128 hexadecimal digits"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("128 hexadecimal digits"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -147,7 +175,10 @@ fn no_storages_changes_nothing_in_the_destination() {
     assert!(run.success(), "{}", run.stderr);
     assert!(common::diff(&before, &site.snapshot()).is_empty());
 
-    let run = site.load(&reference("storages.tar.gz"), &["--no-storages", "--no-data"]);
+    let run = site.load(
+        &reference("storages.tar.gz"),
+        &["--no-storages", "--no-data"],
+    );
     assert!(!run.success());
     assert!(run.stderr.contains("nothing to load"), "{}", run.stderr);
 }
@@ -175,7 +206,11 @@ fn missing_archive_is_a_clear_error() {
     let site = Site::new();
     let run = site.load(&site.dir.path().join("nope.tar.gz"), &[]);
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("nope.tar.gz not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nope.tar.gz not found"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -256,9 +291,15 @@ fn nested_storage_replaces_only_itself() {
     );
     let run = site.load(&archive, &[]);
     assert!(run.success(), "{}", run.stderr);
-    assert_eq!(fs::read(site.dest.join("media/private/new.txt")).unwrap(), b"new secret");
+    assert_eq!(
+        fs::read(site.dest.join("media/private/new.txt")).unwrap(),
+        b"new secret"
+    );
     assert!(!site.dest.join("media/private/secret.txt").exists());
-    assert_eq!(fs::read_to_string(site.dest.join("media/old.txt")).unwrap(), "old media\n");
+    assert_eq!(
+        fs::read_to_string(site.dest.join("media/old.txt")).unwrap(),
+        "old media\n"
+    );
     assert_eq!(fs::read(site.dest.join("fresh/one/a.txt")).unwrap(), b"a");
     no_leftovers(&site.dest);
 }
@@ -279,8 +320,17 @@ fn data_files_can_be_excluded_or_skipped_by_size() {
         ],
     );
     assert!(run.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("Skipping data file data/blog.json (--exclude-data)"), "{}", run.stderr);
-    assert!(run.stderr.contains("Loaded 0 data file(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Skipping data file data/blog.json (--exclude-data)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Loaded 0 data file(s)"),
+        "{}",
+        run.stderr
+    );
     assert!(!site.dir.path().join("app.db").exists());
 
     let big = common::write_config(
@@ -291,7 +341,11 @@ fn data_files_can_be_excluded_or_skipped_by_size() {
     cmd.current_dir(site.dir.path());
     let run = common::run(cmd, LIMIT);
     assert!(run.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("under [load] min_data_size"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("under [load] min_data_size"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -300,7 +354,11 @@ fn loads_data_and_storages() {
     let site = Site::new();
     let run = site.load(&reference("data_storages.tar.gz"), &[]);
     assert!(run.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("Loaded 3 data file(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Loaded 3 data file(s)"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         common::tree(&site.dest.join("media")),
         gnu_tar_tree(&reference("data_storages.tar.gz"), "media")
@@ -314,6 +372,10 @@ fn loads_data_only_archive() {
     let before = site.snapshot();
     let run = site.load(&reference("data.tar.gz"), &["--exclude-data", "blog.json"]);
     assert!(run.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("Loaded 2 data file(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Loaded 2 data file(s)"),
+        "{}",
+        run.stderr
+    );
     assert!(common::diff(&before, &site.snapshot()).is_empty());
 }

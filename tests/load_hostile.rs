@@ -148,7 +148,11 @@ fn check(name: &str, message: Option<&str>) {
     let run = common::run(cmd, Duration::from_secs(timeout));
 
     let mut failures = Vec::new();
-    assert!(run.code.is_some(), "{name}: killed by a signal\n{}", run.stderr);
+    assert!(
+        run.code.is_some(),
+        "{name}: killed by a signal\n{}",
+        run.stderr
+    );
     assert!(
         !run.stderr.contains("panicked"),
         "{name}: the loader panicked\n{}",
@@ -175,9 +179,16 @@ fn check(name: &str, message: Option<&str>) {
             if run.success() {
                 failures.push("the load succeeded".into());
             }
-            let line = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+            let line = run
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("error: "))
+                .unwrap_or_default();
             if !line.contains(message) {
-                failures.push(format!("the error line does not mention {message:?}:\n{}", run.stderr));
+                failures.push(format!(
+                    "the error line does not mention {message:?}:\n{}",
+                    run.stderr
+                ));
             }
             let d = common::diff(&s_before, &s_after);
             if !d.is_empty() {
@@ -191,7 +202,9 @@ fn check(name: &str, message: Option<&str>) {
             for (template, content) in fx["expect_after"].as_object().into_iter().flatten() {
                 let path = sb.expand(template);
                 match content.as_str() {
-                    None if !absent(&path) => failures.push(format!("{} should not exist", path.display())),
+                    None if !absent(&path) => {
+                        failures.push(format!("{} should not exist", path.display()))
+                    }
                     Some(text) if fs::read_to_string(&path).ok().as_deref() != Some(text) => {
                         failures.push(format!("{} should hold {text:?}", path.display()))
                     }
@@ -199,7 +212,12 @@ fn check(name: &str, message: Option<&str>) {
                 }
             }
             // Nothing outside DEST changed in S, and no temporary file is left in it.
-            let dest_rel = sb.dest.strip_prefix(&sb.s).unwrap().to_string_lossy().into_owned();
+            let dest_rel = sb
+                .dest
+                .strip_prefix(&sb.s)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let outside = |m: &BTreeMap<String, common::Node>| -> BTreeMap<String, common::Node> {
                 m.iter()
                     .filter(|(k, _)| !k.starts_with(&format!("{dest_rel}/")))
@@ -275,8 +293,17 @@ fn every_fixture_of_the_index_has_a_test() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["file"].as_str().unwrap().trim_end_matches(".tar.gz").to_string())
+        .map(|f| {
+            f["file"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches(".tar.gz")
+                .to_string()
+        })
         .collect();
-    let missing: Vec<_> = listed.iter().filter(|n| !TESTED.contains(&n.as_str())).collect();
+    let missing: Vec<_> = listed
+        .iter()
+        .filter(|n| !TESTED.contains(&n.as_str()))
+        .collect();
     assert!(missing.is_empty(), "fixtures without a test: {missing:?}");
 }

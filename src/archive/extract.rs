@@ -160,7 +160,9 @@ pub fn extract(
 enum Node {
     File,
     /// `explicit`: the archive has an entry for it (not only for its children).
-    Dir { explicit: bool },
+    Dir {
+        explicit: bool,
+    },
 }
 
 struct Unpacker {
@@ -264,7 +266,10 @@ impl Unpacker {
                 .raw_file_position()
                 .checked_add(entry.size().div_ceil(BLOCK) * BLOCK)
                 .ok_or_else(|| Error::Archive("corrupt: entry size overflow".into()))?;
-            let room = self.limits.max_unpacked_bytes.saturating_sub(unpacked.get());
+            let room = self
+                .limits
+                .max_unpacked_bytes
+                .saturating_sub(unpacked.get());
             if entry.size() > room {
                 return Err(self.limit_error());
             }
@@ -297,14 +302,20 @@ impl Unpacker {
         progress.advance(compressed.get().saturating_sub(reported), 0);
 
         let bytes = self.manifest.take().ok_or_else(|| {
-            Error::Archive(format!("no {MANIFEST} at the archive root (is it a Diskette archive?)"))
+            Error::Archive(format!(
+                "no {MANIFEST} at the archive root (is it a Diskette archive?)"
+            ))
         })?;
         let manifest = Manifest::parse(&bytes)?;
         self.check_layout(&manifest)?;
         Ok((manifest, self.entries, self.file_bytes))
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, fail: &dyn Fn(io::Error) -> Error) -> Result<()> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        fail: &dyn Fn(io::Error) -> Error,
+    ) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
         let kind = entry.header().entry_type();
         let what = match kind {
@@ -317,7 +328,10 @@ impl Unpacker {
             EntryType::Fifo => Some("a FIFO".to_string()),
             EntryType::GNUSparse => Some("a sparse file".to_string()),
             EntryType::Continuous => Some("a contiguous file".to_string()),
-            other => Some(format!("an entry of type {:?}", char::from(other.as_byte()))),
+            other => Some(format!(
+                "an entry of type {:?}",
+                char::from(other.as_byte())
+            )),
         };
         if let Some(what) = what {
             return Err(Error::Archive(format!(
@@ -355,7 +369,9 @@ impl Unpacker {
             return if kind == EntryType::Directory {
                 Ok(())
             } else {
-                Err(Error::Archive("entry \"./\": a file cannot be the archive root".into()))
+                Err(Error::Archive(
+                    "entry \"./\": a file cannot be the archive root".into(),
+                ))
             };
         };
         let is_dir = kind == EntryType::Directory || (trailing_slash && entry.size() == 0);
@@ -363,7 +379,10 @@ impl Unpacker {
             return self.add_dir(&name, true);
         }
         if trailing_slash {
-            return Err(Error::Archive(format!("entry {}: a file name ends with '/'", show(&name))));
+            return Err(Error::Archive(format!(
+                "entry {}: a file name ends with '/'",
+                show(&name)
+            )));
         }
         if name == MANIFEST {
             if entry.size() > MAX_MANIFEST_BYTES {
@@ -428,7 +447,9 @@ impl Unpacker {
 
     fn add_dir(&mut self, name: &str, explicit: bool) -> Result<()> {
         if name == MANIFEST && explicit {
-            return Err(Error::Archive(format!("{MANIFEST} is a directory, not a file")));
+            return Err(Error::Archive(format!(
+                "{MANIFEST} is a directory, not a file"
+            )));
         }
         self.parents(name)?;
         match self.nodes.get_mut(name) {
@@ -480,7 +501,10 @@ impl Unpacker {
         let datas = manifest.datas.as_deref().unwrap_or_default();
         let storages = manifest.storages.as_deref().unwrap_or_default();
         let under = |name: &str, top: &str| {
-            name == top || (name.len() > top.len() && name.starts_with(top) && name.as_bytes()[top.len()] == b'/')
+            name == top
+                || (name.len() > top.len()
+                    && name.starts_with(top)
+                    && name.as_bytes()[top.len()] == b'/')
         };
         for (name, node) in &self.nodes {
             let allowed = name == MANIFEST
@@ -536,14 +560,22 @@ impl Unpacker {
 /// A PAX global header is skipped when it only carries metadata we ignore
 /// anyway; one that would rename or resize the following entries in other
 /// readers (`path`, `size`, sparse maps, ...) is refused.
-fn check_global_header<R: Read>(entry: &mut tar::Entry<'_, R>, fail: &dyn Fn(io::Error) -> Error) -> Result<()> {
+fn check_global_header<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    fail: &dyn Fn(io::Error) -> Error,
+) -> Result<()> {
     const HARMLESS: &[&[u8]] = &[
         b"comment", b"mtime", b"atime", b"ctime", b"uid", b"gid", b"uname", b"gname", b"charset",
     ];
     let mut body = Vec::new();
-    entry.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut body).map_err(fail)?;
+    entry
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(fail)?;
     if body.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(Error::Archive("a PAX global header is larger than 64 KiB".into()));
+        return Err(Error::Archive(
+            "a PAX global header is larger than 64 KiB".into(),
+        ));
     }
     for ext in tar::PaxExtensions::new(&body) {
         let ext = ext.map_err(fail)?;
@@ -586,7 +618,10 @@ fn normalize(raw: &[u8]) -> Result<Option<(String, bool)>> {
     check_relative(rest).map_err(|m| Error::Archive(format!("entry {}: name {m}", show(name))))?;
     let first = rest.split('/').next().unwrap_or_default().as_bytes();
     if first.len() == 2 && first[0].is_ascii_alphabetic() && first[1] == b':' {
-        return Err(Error::Archive(format!("entry {}: name has a drive prefix", show(name))));
+        return Err(Error::Archive(format!(
+            "entry {}: name has a drive prefix",
+            show(name)
+        )));
     }
     Ok(Some((rest.to_string(), trailing_slash)))
 }
@@ -618,8 +653,7 @@ mod tests {
     use flate2::Compression;
     use flate2::write::GzEncoder;
 
-    const MANIFEST_JSON: &str =
-        r#"{"version": "1", "creation": "2024-01-01T00:00:00", "datas": ["data/a.json"], "storages": ["media"]}"#;
+    const MANIFEST_JSON: &str = r#"{"version": "1", "creation": "2024-01-01T00:00:00", "datas": ["data/a.json"], "storages": ["media"]}"#;
 
     fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -669,9 +703,17 @@ mod tests {
     fn extracts_a_valid_archive_with_dot_slash_names() {
         let (_dir, x) = run(&gz(&valid())).unwrap();
         assert_eq!(fs::read(x.path_of("media/x/y.txt")).unwrap(), b"hello");
-        assert_eq!(x.manifest.storages.as_deref(), Some(&["media".to_string()][..]));
-        let mode = fs::metadata(x.path_of("data/a.json")).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o600, 0o600);
+        assert_eq!(
+            x.manifest.storages.as_deref(),
+            Some(&["media".to_string()][..])
+        );
+        let mode = fs::metadata(x.path_of("data/a.json"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o600,
+            0o600
+        );
     }
 
     #[test]
@@ -705,7 +747,10 @@ mod tests {
 
     #[test]
     fn refuses_entries_outside_the_manifest() {
-        let mut entries = vec![("./manifest.json", MANIFEST_JSON.as_bytes()), ("data/a.json", b"[]")];
+        let mut entries = vec![
+            ("./manifest.json", MANIFEST_JSON.as_bytes()),
+            ("data/a.json", b"[]"),
+        ];
         entries.push(("media/ok", b"1"));
         entries.push(("elsewhere/x", b"1"));
         let e = run(&gz(&tar_of(&entries))).unwrap_err().to_string();
@@ -729,7 +774,11 @@ mod tests {
             b"C:/x",
             b"caf\xe9",
         ] {
-            assert!(normalize(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                normalize(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

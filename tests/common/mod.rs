@@ -90,7 +90,9 @@ impl From<Output> for Run {
 /// Run to completion; a command still running after `limit` is killed and
 /// the test fails (a hang is a bug, this is a safety net, not a measurement).
 pub fn run(mut cmd: Command, limit: Duration) -> Run {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start the command");
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
@@ -145,9 +147,16 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
 fn walk(root: &Path, path: &Path, map: &mut BTreeMap<String, Node>) {
     let meta = fs::symlink_metadata(path).unwrap();
     let ft = meta.file_type();
-    let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    let rel = path
+        .strip_prefix(root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let (kind, digest) = if ft.is_symlink() {
-        ("symlink", fs::read_link(path).unwrap().display().to_string())
+        (
+            "symlink",
+            fs::read_link(path).unwrap().display().to_string(),
+        )
     } else if ft.is_file() {
         let f = fs::File::open(path).unwrap();
         ("file", diskette::checksum::of_reader(f).unwrap())
@@ -170,7 +179,10 @@ fn walk(root: &Path, path: &Path, map: &mut BTreeMap<String, Node>) {
         },
     );
     if ft.is_dir() {
-        let mut children: Vec<_> = fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut children: Vec<_> = fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         children.sort();
         for child in children {
             walk(root, &child, map);
