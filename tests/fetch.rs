@@ -49,6 +49,8 @@ impl Reply {
 struct Server {
     base: String,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Request headers of each request, lowercased (`name: value`).
+    headers: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Server {
@@ -56,7 +58,9 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let headers = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let seen_headers = headers.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -70,15 +74,17 @@ impl Server {
                     .nth(1)
                     .unwrap_or_default()
                     .to_string();
+                let mut headers = Vec::new();
                 loop {
                     let mut header = String::new();
                     match reader.read_line(&mut header) {
                         Ok(0) | Err(_) => break,
                         Ok(_) if header == "\r\n" => break,
-                        Ok(_) => {}
+                        Ok(_) => headers.push(header.trim_end().to_ascii_lowercase()),
                     }
                 }
                 seen.lock().unwrap().push(path.clone());
+                seen_headers.lock().unwrap().push(headers);
                 let reply = routes
                     .get(path.as_str())
                     .cloned()
@@ -97,7 +103,11 @@ impl Server {
                 let _ = stream.flush();
             }
         });
-        Server { base, requests }
+        Server {
+            base,
+            requests,
+            headers,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -106,6 +116,10 @@ impl Server {
 
     fn requested(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    fn request_headers(&self) -> Vec<Vec<String>> {
+        self.headers.lock().unwrap().clone()
     }
 }
 
@@ -341,4 +355,59 @@ fn checksum_mismatch_on_a_download_is_refused() {
     );
     assert!(run.success(), "{}", run.stderr);
     assert!(site.dest.join("media/logo.png").is_file());
+}
+
+#[test]
+fn library_sends_headers_to_the_origin_only_and_returns_captured_ones() {
+    let archive = fs::read(reference_archive()).unwrap();
+    let mut reply = Reply::ok(archive.clone());
+    reply.headers.push(("X-Checksum".into(), "abc123".into()));
+    let other = Server::start(BTreeMap::from([("/x.tar.gz", reply.clone())]));
+    let mut away = Reply::status("307 Temporary Redirect");
+    away.headers
+        .push(("Location".into(), other.url("/x.tar.gz")));
+    let origin = Server::start(BTreeMap::from([("/x.tar.gz", reply), ("/away", away)]));
+
+    let config = diskette::config::LoadConfig {
+        follow_redirects: true,
+        ..Default::default()
+    };
+    let dir = common::temp_dir();
+    let request = diskette::fetch::Request {
+        url: &origin.url("/x.tar.gz"),
+        headers: &[("Authorization", "Bearer KEY")],
+        capture: &["x-checksum", "X-Absent"],
+    };
+    let got =
+        diskette::fetch::fetch(&config, &request, dir.path(), &diskette::progress::Silent).unwrap();
+    assert_eq!(fs::read(&got.path).unwrap(), archive);
+    assert_eq!(got.path, dir.path().join("x.tar.gz"));
+    assert_eq!(got.size, archive.len() as u64);
+    assert_eq!(
+        got.checksum,
+        diskette::checksum::of_reader(&archive[..]).unwrap()
+    );
+    assert_eq!(
+        got.headers,
+        BTreeMap::from([("x-checksum".to_string(), "abc123".to_string())])
+    );
+    assert!(origin.request_headers()[0].contains(&"authorization: bearer key".to_string()));
+
+    // Through a redirect to another origin, the credentials stay behind.
+    let request = diskette::fetch::Request {
+        url: &origin.url("/away"),
+        ..request
+    };
+    let got =
+        diskette::fetch::fetch(&config, &request, dir.path(), &diskette::progress::Silent).unwrap();
+    assert_eq!(got.path, dir.path().join("away"));
+    assert_eq!(got.final_url, other.url("/x.tar.gz"));
+    assert_eq!(other.requested(), ["/x.tar.gz"]);
+    assert!(
+        other.request_headers()[0]
+            .iter()
+            .all(|h| !h.starts_with("authorization")),
+        "{:?}",
+        other.request_headers()
+    );
 }
