@@ -270,10 +270,7 @@ impl Unpacker {
                 .limits
                 .max_unpacked_bytes
                 .saturating_sub(unpacked.get());
-            if entry.size() > room {
-                return Err(self.limit_error());
-            }
-            self.entry(&mut entry, &fail)?;
+            self.entry(&mut entry, room, &fail)?;
             let done = compressed.get();
             progress.advance(done.saturating_sub(reported), 1);
             reported = done;
@@ -314,6 +311,7 @@ impl Unpacker {
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        room: u64,
         fail: &dyn Fn(io::Error) -> Error,
     ) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
@@ -374,6 +372,10 @@ impl Unpacker {
                 ))
             };
         };
+        // Refused before a byte of it is written (a bomb declares its size).
+        if entry.size() > room {
+            return Err(self.limit_error());
+        }
         let is_dir = kind == EntryType::Directory || (trailing_slash && entry.size() == 0);
         if is_dir {
             return self.add_dir(&name, true);
@@ -755,6 +757,90 @@ mod tests {
         entries.push(("elsewhere/x", b"1"));
         let e = run(&gz(&tar_of(&entries))).unwrap_err().to_string();
         assert!(e.contains("\"elsewhere") && e.contains("outside"), "{e}");
+    }
+
+    fn raw_entry(b: &mut tar::Builder<Vec<u8>>, kind: EntryType, name: &str, data: &[u8]) {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_path(name).unwrap();
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn refuses_conflicts_limits_and_renaming_headers() {
+        let head: &[(&str, &[u8])] = &[
+            ("manifest.json", MANIFEST_JSON.as_bytes()),
+            ("data/a.json", b"[]"),
+        ];
+        let conflict = [head, &[("media/a", b"1"), ("media/a/b", b"2")]].concat();
+        let e = run(&gz(&tar_of(&conflict))).unwrap_err().to_string();
+        assert!(e.contains("is a file in the archive"), "{e}");
+
+        let many: Vec<(String, &[u8])> =
+            (0..150).map(|i| (format!("media/{i}"), &b""[..])).collect();
+        let mut entries = head.to_vec();
+        entries.extend(many.iter().map(|(n, d)| (n.as_str(), *d)));
+        let e = run(&gz(&tar_of(&entries))).unwrap_err().to_string();
+        assert!(e.contains("max_entries"), "{e}");
+
+        let big = vec![7u8; 600 * 1024];
+        let e = run(&gz(&tar_of(
+            &[head, &[("media/a", &big[..]), ("media/b", &big[..])]].concat(),
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_unpacked_bytes"), "{e}");
+
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(
+            &mut b,
+            EntryType::XGlobalHeader,
+            "pax_global_header",
+            b"16 path=foo/bar\n",
+        );
+        raw_entry(
+            &mut b,
+            EntryType::Regular,
+            "manifest.json",
+            MANIFEST_JSON.as_bytes(),
+        );
+        let e = run(&gz(&b.into_inner().unwrap())).unwrap_err().to_string();
+        assert!(e.contains("PAX global header sets \"path\""), "{e}");
+
+        // git archive's global header only carries a comment: harmless.
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(
+            &mut b,
+            EntryType::XGlobalHeader,
+            "pax_global_header",
+            b"13 comment=x\n",
+        );
+        raw_entry(
+            &mut b,
+            EntryType::Regular,
+            "manifest.json",
+            MANIFEST_JSON.as_bytes(),
+        );
+        raw_entry(&mut b, EntryType::Regular, "data/a.json", b"[]");
+        raw_entry(&mut b, EntryType::Directory, "media/", b"");
+        run(&gz(&b.into_inner().unwrap())).unwrap();
+
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::GNUSparse);
+        h.set_size(0);
+        h.set_path("media/sparse").unwrap();
+        // 1 GiB declared, nothing stored.
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(1 << 30);
+        gnu.sparse[0].set_offset(1 << 30);
+        gnu.sparse[0].set_length(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        let e = run(&gz(&b.into_inner().unwrap())).unwrap_err().to_string();
+        assert!(e.contains("a sparse file is not allowed"), "{e}");
     }
 
     #[test]
