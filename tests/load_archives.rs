@@ -348,34 +348,118 @@ fn data_files_can_be_excluded_or_skipped_by_size() {
     );
 }
 
-#[test]
-#[ignore = "needs the SQL engine"]
-fn loads_data_and_storages() {
-    let site = Site::new();
-    let run = site.load(&reference("data_storages.tar.gz"), &[]);
-    assert!(run.success(), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("Loaded 3 data file(s)"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        common::tree(&site.dest.join("media")),
-        gnu_tar_tree(&reference("data_storages.tar.gz"), "media")
-    );
+/// The tables of the sample project, as Django would create them in SQLite
+/// (sites under the label convention: `sites.site` is table `sites_site`).
+fn create_app_db(site: &Site) -> PathBuf {
+    let path = site.dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE sites_site (id INTEGER PRIMARY KEY, domain TEXT NOT NULL, name TEXT NOT NULL);
+         CREATE TABLE auth_group (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE blog_category (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE blog_article (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL,
+             category_id INTEGER NOT NULL REFERENCES blog_category(id) DEFERRABLE INITIALLY DEFERRED,
+             created TEXT NOT NULL, cover TEXT NOT NULL);
+         INSERT INTO sites_site VALUES (1, 'before.test', 'Before');",
+    )
+    .unwrap();
+    path
+}
+
+fn count(db: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
-#[ignore = "needs the SQL engine"]
-fn loads_data_only_archive() {
+fn loads_blog_fixture_with_the_sql_engine_and_storages() {
     let site = Site::new();
-    let before = site.snapshot();
-    let run = site.load(&reference("data.tar.gz"), &["--exclude-data", "blog.json"]);
+    let db = create_app_db(&site);
+    let archive = reference("data_storages.tar.gz");
+    let run = site.load(
+        &archive,
+        &[
+            "--exclude-data",
+            "djangocontribauth.json",
+            "--checksum",
+            &b2("data_storages.tar.gz"),
+        ],
+    );
     assert!(run.success(), "{}", run.stderr);
     assert!(
         run.stderr.contains("Loaded 2 data file(s)"),
         "{}",
         run.stderr
     );
+    assert_eq!(count(&db, "blog_category"), 3);
+    assert_eq!(count(&db, "blog_article"), 36);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (title, category, site_name): (String, i64, String) = conn
+        .query_row(
+            "SELECT title, category_id, (SELECT name FROM sites_site WHERE id = 1) FROM blog_article WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    // The fixture names the foreign key `category`; it lands in `category_id`.
+    assert_eq!((title.as_str(), category), ("Checksum magna labore #1", 3));
+    // Upserted by primary key.
+    assert_eq!(site_name, "Peer sample A");
+    let cafe: String = conn
+        .query_row("SELECT name FROM blog_category WHERE id = 3", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(cafe, "Café & Culture");
+    assert_eq!(
+        common::tree(&site.dest.join("media")),
+        gnu_tar_tree(&archive, "media")
+    );
+}
+
+#[test]
+fn unmappable_fixture_fails_the_whole_load_before_anything_changes() {
+    let site = Site::new();
+    let db = create_app_db(&site);
+    let before = site.snapshot();
+    let run = site.load(&reference("data_storages.tar.gz"), &[]);
+    assert!(!run.success());
+    // auth.group's permissions are a many-to-many list of natural keys.
+    assert!(
+        run.stderr.contains("auth.group") && run.stderr.contains("permissions"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("load_command"), "{}", run.stderr);
+    // The sites fixture came first in the same transaction: rolled back.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let name: String = conn
+        .query_row("SELECT name FROM sites_site WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "Before");
+    assert_eq!(count(&db, "blog_article"), 0);
+    assert!(common::diff(&before, &site.snapshot()).is_empty());
+}
+
+#[test]
+fn unknown_model_fails_clearly() {
+    let site = Site::new();
+    let db = create_app_db(&site);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE sites_site").unwrap();
+    drop(conn);
+    let before = site.snapshot();
+    let run = site.load(
+        &reference("data.tar.gz"),
+        &["--exclude-data", "djangocontribauth.json"],
+    );
+    assert!(!run.success());
+    assert!(
+        run.stderr.contains("data/djangocontribsites.json") && run.stderr.contains("sites.site"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count(&db, "blog_article"), 0);
     assert!(common::diff(&before, &site.snapshot()).is_empty());
 }

@@ -159,6 +159,8 @@ pub fn extract(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
     File,
+    /// A symbolic link, created only once the whole archive is validated.
+    Link,
     /// `explicit`: the archive has an entry for it (not only for its children).
     Dir {
         explicit: bool,
@@ -172,6 +174,8 @@ struct Unpacker {
     manifest: Option<Vec<u8>>,
     entries: u64,
     file_bytes: u64,
+    /// (name, target) of the symbolic links, made last.
+    links: Vec<(String, String)>,
 }
 
 /// Counts bytes read; past `limit`, fails and records why.
@@ -204,6 +208,7 @@ impl Unpacker {
             manifest: None,
             entries: 0,
             file_bytes: 0,
+            links: Vec::new(),
         }
     }
 
@@ -305,6 +310,11 @@ impl Unpacker {
         })?;
         let manifest = Manifest::parse(&bytes)?;
         self.check_layout(&manifest)?;
+        self.check_links(&manifest)?;
+        for (name, target) in &self.links {
+            let path = self.root.join(name);
+            std::os::unix::fs::symlink(target, &path).ctx("create link", &path)?;
+        }
         Ok((manifest, self.entries, self.file_bytes))
     }
 
@@ -319,7 +329,7 @@ impl Unpacker {
         let what = match kind {
             EntryType::Regular | EntryType::Directory => None,
             EntryType::XGlobalHeader => return check_global_header(entry, fail),
-            EntryType::Symlink => Some("a symbolic link".to_string()),
+            EntryType::Symlink => return self.add_link(entry, &raw),
             EntryType::Link => Some("a hard link".to_string()),
             EntryType::Char => Some("a character device".to_string()),
             EntryType::Block => Some("a block device".to_string()),
@@ -428,11 +438,88 @@ impl Unpacker {
         Ok(())
     }
 
+    /// A symbolic link is accepted only as our dumps write them: inside a
+    /// storage, with a relative target that never climbs out of it. It is
+    /// recorded now and created after every other entry, so nothing in the
+    /// archive can be written through it.
+    fn add_link<R: Read>(&mut self, entry: &tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+        let shown = show(&String::from_utf8_lossy(raw));
+        let Some((name, false)) = normalize(raw)? else {
+            return Err(Error::Archive(format!(
+                "entry {shown}: a symbolic link cannot be a directory"
+            )));
+        };
+        let target = entry.link_name_bytes().ok_or_else(|| {
+            Error::Archive(format!("entry {shown}: a symbolic link without a target"))
+        })?;
+        let target = std::str::from_utf8(&target)
+            .map_err(|_| Error::Archive(format!("entry {shown}: a link target that is not UTF-8")))?
+            .to_string();
+        if target.is_empty()
+            || target.starts_with('/')
+            || target.contains('\\')
+            || target.chars().any(|c| c.is_control())
+        {
+            return Err(Error::Archive(format!(
+                "entry {shown}: a symbolic link to {} is not allowed (only relative links inside a storage)",
+                show(&target)
+            )));
+        }
+        self.parents(&name)?;
+        if self.nodes.contains_key(&name) {
+            return Err(Error::Archive(format!(
+                "entry {shown}: appears twice in the archive"
+            )));
+        }
+        self.nodes.insert(name.clone(), Node::Link);
+        self.links.push((name, target));
+        Ok(())
+    }
+
+    /// Every link lies in a listed storage and resolves, by its own
+    /// components, to a path inside that storage.
+    fn check_links(&self, manifest: &Manifest) -> Result<()> {
+        let storages = manifest.storages.as_deref().unwrap_or_default();
+        for (name, target) in &self.links {
+            let refuse = || {
+                Error::Archive(format!(
+                    "entry {}: a symbolic link to {} is not allowed (only relative links inside a storage)",
+                    show(name),
+                    show(target)
+                ))
+            };
+            let storage = storages
+                .iter()
+                .find(|s| {
+                    name.len() > s.len()
+                        && name.starts_with(s.as_str())
+                        && name.as_bytes()[s.len()] == b'/'
+                })
+                .ok_or_else(refuse)?;
+            let inside = &name[storage.len() + 1..];
+            let mut depth = inside.matches('/').count() as i64;
+            for part in target.split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => depth -= 1,
+                    _ => depth += 1,
+                }
+                if depth < 0 {
+                    return Err(refuse());
+                }
+            }
+            if depth == 0 {
+                return Err(refuse());
+            }
+        }
+        Ok(())
+    }
+
     /// Record a file about to be written, creating its parent directories.
     fn claim_file(&mut self, name: &str) -> Result<()> {
         self.parents(name)?;
         match self.nodes.get(name) {
-            Some(Node::File) => Err(Error::Archive(format!(
+            Some(Node::File | Node::Link) => Err(Error::Archive(format!(
                 "entry {}: appears twice in the archive",
                 show(name)
             ))),
@@ -455,7 +542,7 @@ impl Unpacker {
         }
         self.parents(name)?;
         match self.nodes.get_mut(name) {
-            Some(Node::File) => Err(Error::Archive(format!(
+            Some(Node::File | Node::Link) => Err(Error::Archive(format!(
                 "entry {}/: a directory where the archive already has a file",
                 show(name)
             ))),
@@ -486,7 +573,7 @@ impl Unpacker {
             let parent = &name[..i];
             match self.nodes.get(parent) {
                 Some(Node::Dir { .. }) => {}
-                Some(Node::File) => {
+                Some(Node::File | Node::Link) => {
                     return Err(Error::Archive(format!(
                         "entry {}: {} is a file in the archive, not a directory",
                         show(name),
@@ -524,6 +611,12 @@ impl Unpacker {
         for d in datas {
             match self.nodes.get(d.as_str()) {
                 Some(Node::File) => {}
+                Some(Node::Link) => {
+                    return Err(Error::Archive(format!(
+                        "data file {} listed in {MANIFEST} is a symbolic link, not a file",
+                        show(d)
+                    )));
+                }
                 Some(Node::Dir { .. }) => {
                     return Err(Error::Archive(format!(
                         "data file {} listed in {MANIFEST} is a directory in the archive",
@@ -541,7 +634,7 @@ impl Unpacker {
         for s in storages {
             match self.nodes.get(s.as_str()) {
                 Some(Node::Dir { .. }) => {}
-                Some(Node::File) => {
+                Some(Node::File | Node::Link) => {
                     return Err(Error::Archive(format!(
                         "storage {} listed in {MANIFEST} is a file in the archive, not a directory",
                         show(s)
