@@ -25,6 +25,16 @@ CREATE TABLE blog_article (
 CREATE TABLE audit_entry (id INTEGER PRIMARY KEY, message TEXT, at TEXT);
 ";
 
+/// id, title, score, views, thumbnail, category.
+type ArticleRow = (
+    i64,
+    Option<&'static str>,
+    Option<f64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
 fn fill(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(SCHEMA).unwrap();
@@ -32,14 +42,7 @@ fn fill(db: &Path) {
         "INSERT INTO blog_category VALUES (1, 'News'), (2, 'Café ☕ & Culture'), (3, '日本語 \"quoted\" \\ back');",
     )
     .unwrap();
-    let rows: Vec<(
-        i64,
-        Option<&str>,
-        Option<f64>,
-        Option<i64>,
-        Option<Vec<u8>>,
-        Option<i64>,
-    )> = vec![
+    let rows: Vec<ArticleRow> = vec![
         (
             1,
             Some("plain"),
