@@ -90,7 +90,7 @@ impl Default for DumpConfig {
             auto_purge: true,
             concurrency: 1,
             compression_level: 6,
-            compressed_media_level: 1,
+            compressed_media_level: 0,
         }
     }
 }
@@ -488,6 +488,14 @@ mod tests {
     fn missing_file_names_the_path() {
         let e = Config::load(Path::new("/nonexistent/diskette.toml"), Vec::new()).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/diskette.toml"), "{e}");
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let c = parse(include_str!("../diskette.example.toml")).unwrap();
+        assert_eq!(c.apps.len(), 2);
+        assert_eq!(c.dump.mode().unwrap(), 0o644);
+        assert_eq!(c.data_database().unwrap(), Path::new("/srv/site/app.db"));
     }
 
     #[test]
