@@ -79,6 +79,8 @@ pub struct DumpConfig {
     pub compression_level: u32,
     /// Deflate level for content that is already compressed (JPEG, MP4, ZIP...), 0-9.
     pub compressed_media_level: u32,
+    /// Compression threads; 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for DumpConfig {
@@ -91,11 +93,20 @@ impl Default for DumpConfig {
             concurrency: 1,
             compression_level: 6,
             compressed_media_level: 0,
+            threads: 0,
         }
     }
 }
 
 impl DumpConfig {
+    /// Compression threads to use.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     pub fn mode(&self) -> Result<u32> {
         let digits = self.permissions.trim_start_matches("0o");
         u32::from_str_radix(digits, 8)

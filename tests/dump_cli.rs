@@ -541,10 +541,17 @@ fn symlinks_inside_are_kept_outside_are_skipped_with_a_warning() {
     std::fs::create_dir_all(site.path().join("media/sub")).unwrap();
     std::fs::write(site.path().join("media/a.txt"), "a").unwrap();
     std::os::unix::fs::symlink("../a.txt", site.path().join("media/sub/relative")).unwrap();
-    std::os::unix::fs::symlink(site.path().join("media/a.txt"), site.path().join("media/absolute-inside")).unwrap();
+    std::os::unix::fs::symlink(
+        site.path().join("media/a.txt"),
+        site.path().join("media/absolute-inside"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(outside.path(), site.path().join("media/escape")).unwrap();
     std::os::unix::fs::symlink("missing", site.path().join("media/dangling")).unwrap();
-    write_config(site.path(), "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n");
+    write_config(
+        site.path(),
+        "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n",
+    );
     let out = run(site.path(), &["dump", "--no-data"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -554,7 +561,10 @@ fn symlinks_inside_are_kept_outside_are_skipped_with_a_warning() {
     assert!(m.contains(&("media/sub/relative".into(), Kind::Link("../a.txt".into()))));
     // An absolute target inside the storage is stored relative, so it stays valid elsewhere.
     assert!(m.contains(&("media/absolute-inside".into(), Kind::Link("a.txt".into()))));
-    assert!(!m.iter().any(|(n, _)| n == "media/escape" || n == "media/dangling"));
+    assert!(
+        !m.iter()
+            .any(|(n, _)| n == "media/escape" || n == "media/dangling")
+    );
 }
 
 #[test]
@@ -591,14 +601,26 @@ is_drain = true
 
 #[test]
 fn every_command_explains_itself() {
-    for args in [&["--help"][..], &["dump", "--help"], &["load", "--help"], &["apps", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["dump", "--help"],
+        &["load", "--help"],
+        &["apps", "--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         let text = stdout(&out);
         assert!(text.contains("Usage: diskette"), "{args:?}: {text}");
     }
     let out = Command::new(BIN).args(["dump", "--help"]).output().unwrap();
-    for flag in ["--no-data", "--no-storages", "--no-storages-excludes", "--destination", "--filename", "--check"] {
+    for flag in [
+        "--no-data",
+        "--no-storages",
+        "--no-storages-excludes",
+        "--destination",
+        "--filename",
+        "--check",
+    ] {
         assert!(stdout(&out).contains(flag), "{flag}");
     }
 }
