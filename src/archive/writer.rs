@@ -5,7 +5,7 @@
 //! standard gzip member that `gzip -t`, GNU tar and Python's `tarfile` read.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::Path;
 
 use super::gzip::GzipWriter;
