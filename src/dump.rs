@@ -163,6 +163,7 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
         file,
         config.dump.compression_level,
         config.dump.compressed_media_level,
+        config.dump.threads(),
     );
     let mtime = now.unix_timestamp().max(0) as u64;
     let mut files = 0u64;

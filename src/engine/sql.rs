@@ -379,6 +379,12 @@ impl<'c> Loader<'c> {
                 .map_err(|m| LoadError(format!("model {}, field pk: {m}", record.model)))?,
         ];
         for (field, value) in &record.fields {
+            if matches!(value, Value::Array(_) | Value::Object(_)) {
+                return Err(LoadError(format!(
+                    "model {}, field {field}: many-to-many lists and natural keys cannot be loaded by the built-in engine; load this fixture with a load_command (python manage.py loaddata {{file}})",
+                    record.model
+                )));
+            }
             let column = if schema.columns.iter().any(|(c, _)| c == field) {
                 field.clone()
             } else if schema
@@ -393,12 +399,6 @@ impl<'c> Loader<'c> {
                     record.model
                 )));
             };
-            if matches!(value, Value::Array(_) | Value::Object(_)) {
-                return Err(LoadError(format!(
-                    "model {}, field {field}: many-to-many lists and natural keys cannot be loaded by the built-in engine; load this fixture with a load_command (python manage.py loaddata {{file}})",
-                    record.model
-                )));
-            }
             let v = sql_value(value, schema.is_blob(&column))
                 .map_err(|m| LoadError(format!("model {}, field {field}: {m}", record.model)))?;
             columns.push(column);
