@@ -6,7 +6,7 @@
 #
 # Then run the tests with DISKETTE_TEST_DJANGO_VENV=DIR (without it, the tests
 # build their own copy under the cargo target directory).
-# Needs Python >= 3.10 with the venv module (Debian: python3-venv) and access
+# Needs Python >= 3.11 with the venv module (Debian: python3-venv) and access
 # to PyPI (or a mirror set with PIP_INDEX_URL).
 set -eu
 
