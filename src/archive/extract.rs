@@ -39,6 +39,9 @@ use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
 
 use flate2::bufread::MultiGzDecoder;
 use tar::EntryType;
@@ -178,6 +181,104 @@ struct Unpacker {
     links: Vec<(String, String)>,
 }
 
+/// Inflates on a second thread, so that decompression overlaps the file
+/// writes of the caller. It reads ahead a bounded amount; when the reader is
+/// dropped early, the thread stops at its next hand-over.
+struct Inflater {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+const INFLATE_BLOCK: usize = 256 * 1024;
+
+impl Inflater {
+    fn spawn(file: File, compressed: Arc<AtomicU64>) -> Inflater {
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        std::thread::spawn(move || {
+            let source = CountedFile {
+                inner: file,
+                count: compressed,
+            };
+            let mut dec = MultiGzDecoder::new(BufReader::with_capacity(INFLATE_BLOCK, source));
+            loop {
+                let mut block = vec![0u8; INFLATE_BLOCK];
+                let mut filled = 0;
+                let result = loop {
+                    match dec.read(&mut block[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == block.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                block.truncate(filled);
+                let end = filled == 0;
+                if filled > 0 && tx.send(Ok(block)).is_err() {
+                    return;
+                }
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if end {
+                    let _ = tx.send(Ok(Vec::new()));
+                    return;
+                }
+            }
+        });
+        Inflater {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Inflater {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(block)) if block.is_empty() => self.done = true,
+                Ok(Ok(block)) => {
+                    self.buf = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the decompression thread stopped")),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The archive file, counting the compressed bytes read (for progress).
+struct CountedFile {
+    inner: File,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for CountedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Counts bytes read; past `limit`, fails and records why.
 struct Counted<R> {
     inner: R,
@@ -222,17 +323,11 @@ impl Unpacker {
     fn run(mut self, file: File, progress: &dyn Progress) -> Result<(Manifest, u64, u64)> {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         progress.begin(total, 0);
-        let compressed = Rc::new(Cell::new(0u64));
+        let compressed = Arc::new(AtomicU64::new(0));
         let unpacked = Rc::new(Cell::new(0u64));
         let exceeded = Rc::new(Cell::new(false));
-        let file = Counted {
-            inner: file,
-            count: compressed.clone(),
-            limit: u64::MAX,
-            exceeded: Rc::new(Cell::new(false)),
-        };
         let stream = Counted {
-            inner: MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file)),
+            inner: Inflater::spawn(file, Arc::clone(&compressed)),
             count: unpacked.clone(),
             limit: self.limits.max_unpacked_bytes,
             exceeded: exceeded.clone(),
@@ -276,7 +371,7 @@ impl Unpacker {
                 .max_unpacked_bytes
                 .saturating_sub(unpacked.get());
             self.entry(&mut entry, room, &fail)?;
-            let done = compressed.get();
+            let done = compressed.load(Ordering::Relaxed);
             progress.advance(done.saturating_sub(reported), 1);
             reported = done;
         }
@@ -301,7 +396,10 @@ impl Unpacker {
                 ));
             }
         }
-        progress.advance(compressed.get().saturating_sub(reported), 0);
+        progress.advance(
+            compressed.load(Ordering::Relaxed).saturating_sub(reported),
+            0,
+        );
 
         let bytes = self.manifest.take().ok_or_else(|| {
             Error::Archive(format!(
