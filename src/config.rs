@@ -148,6 +148,9 @@ pub struct DataConfig {
     pub labels: BTreeMap<String, String>,
     /// Timeout of dump and load commands, in seconds.
     pub command_timeout: u64,
+    /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
+    /// True), "naive" (USE_TZ = False) or "verbatim".
+    pub datetimes: crate::engine::sql::Datetimes,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -196,7 +196,13 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
             let size = match &app.engine {
                 Engine::Sql { tables } => {
                     let conn = conn.as_ref().expect("opened when an app uses SQL");
-                    let stats = crate::engine::sql::dump_tables(conn, tables, &out, progress)?;
+                    let stats = crate::engine::sql::dump_tables(
+                        conn,
+                        tables,
+                        config.data.datetimes,
+                        &out,
+                        progress,
+                    )?;
                     rows += stats.rows;
                     stats.bytes
                 }

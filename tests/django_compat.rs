@@ -545,9 +545,6 @@ fn our_dump_of_a_django_database_loads_with_the_original_diskette_load() {
 /// Django stores aware datetimes in UTC on SQLite and reads a naive fixture
 /// value in its TIME_ZONE: a dump of the raw column must not shift them.
 #[test]
-#[ignore = "known failure: the SQL engine dumps Django's UTC datetimes naive \
-            (`2024-01-01 15:08:00`), which loaddata reads in TIME_ZONE, an hour \
-            early in Europe/Paris"]
 fn our_dump_keeps_datetimes_of_a_django_project_outside_utc() {
     ours_to_original(Some("Europe/Paris"));
 }
@@ -933,8 +930,6 @@ fn reference_blog_fixture_loads_with_the_sql_engine() {
 /// text: with the fixture's form, `created__lt=2024-01-01 16:00 UTC` misses
 /// the 15:08 row and `created__date="2024-01-01"` finds nothing.
 #[test]
-#[ignore = "known failure: the SQL engine stores fixture datetimes verbatim \
-            (`2024-01-01T15:08:00Z`), Django stores `2024-01-01 15:08:00`"]
 fn our_load_stores_datetimes_as_django_does() {
     let tmp = tempdir();
     let (archive, _) = reference_archive("data.tar.gz", tmp.path());
@@ -981,8 +976,6 @@ fn our_load_stores_datetimes_as_django_does() {
 /// Restored files keep the permission bits of the archive, as the original's
 /// loader does (`uploads/.hidden` and `uploads/blob.bin` are 0600 there).
 #[test]
-#[ignore = "known failure: the loader ignores the archive's modes by design \
-            (src/archive/extract.rs), so 0600 files come back 0644"]
 fn restored_storages_keep_file_modes() {
     let tmp = tempdir();
     let (archive, _) = reference_archive("storages.tar.gz", tmp.path());

@@ -22,8 +22,11 @@
 //!   dropped), without backslash or control characters, at most 4096 bytes and
 //!   255 bytes per component; a leading `./` is accepted (GNU `tar -C dir .`).
 //!   Duplicates and file/directory conflicts are refused. Files are created
-//!   with `O_EXCL | O_NOFOLLOW` mode 0644, directories one component at a time
-//!   mode 0755; owners, modes and times of the archive are ignored.
+//!   with `O_EXCL | O_NOFOLLOW`, directories one component at a time mode
+//!   0755. A file keeps the permission bits of the archive as Python's `data`
+//!   filter keeps them (`0600` stays private; setuid/setgid/sticky and
+//!   group/other write are dropped; the owner can always read and write);
+//!   owners and times of the archive are ignored.
 //! - **layout**: `manifest.json` is a regular file at the root, at most
 //!   64 KiB, parsed with [`Manifest::parse`]. Every entry must lie under
 //!   `manifest.json`, `data/` or a storage the manifest lists; every listed
@@ -58,6 +61,11 @@ pub const TEMP_PREFIX: &str = ".diskette-load-";
 const TREE: &str = "tree";
 const BLOCK: u64 = 512;
 const FILE_MODE: u32 = 0o644;
+
+/// The permission bits a restored file gets from the archive's.
+fn file_mode(archived: u32) -> u32 {
+    (archived & 0o755) | 0o600
+}
 const DIR_MODE: u32 = 0o755;
 
 /// Caps enforced while the archive is read.
@@ -515,7 +523,7 @@ impl Unpacker {
         let mut out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(FILE_MODE)
+            .mode(file_mode(entry.header().mode().unwrap_or(FILE_MODE)))
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .ctx("create", &path)?;
@@ -1032,6 +1040,15 @@ mod tests {
         b.append(&h, &b""[..]).unwrap();
         let e = run(&gz(&b.into_inner().unwrap())).unwrap_err().to_string();
         assert!(e.contains("a sparse file is not allowed"), "{e}");
+    }
+
+    #[test]
+    fn file_modes_are_kept_but_made_safe() {
+        assert_eq!(file_mode(0o600), 0o600);
+        assert_eq!(file_mode(0o644), 0o644);
+        assert_eq!(file_mode(0o4777), 0o755);
+        assert_eq!(file_mode(0o000), 0o600);
+        assert_eq!(file_mode(0o666), 0o644);
     }
 
     #[test]
