@@ -42,9 +42,9 @@ use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 
 use flate2::bufread::MultiGzDecoder;
 use tar::EntryType;
@@ -187,6 +187,7 @@ struct Unpacker {
     file_bytes: u64,
     /// (name, target) of the symbolic links, made last.
     links: Vec<(String, String)>,
+    writers: Writers,
 }
 
 /// Inflates on a second thread, so that decompression overlaps the file
@@ -273,6 +274,92 @@ impl Read for Inflater {
     }
 }
 
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Threads that write file contents, each file wholly by one of them (in
+/// order, so no two threads contend for one file): the kernel's share of an
+/// extraction, page cache copies and block allocation, runs on every core.
+struct Writers {
+    jobs: Vec<mpsc::SyncSender<WriteJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    error: Arc<Mutex<Option<Error>>>,
+    files: usize,
+}
+
+type WriteJob = (Arc<(File, PathBuf)>, Vec<u8>);
+
+impl Writers {
+    fn new() -> Writers {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let error = Arc::new(Mutex::new(None));
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = mpsc::sync_channel::<WriteJob>(8);
+            let error = Arc::clone(&error);
+            threads.push(std::thread::spawn(move || {
+                while let Ok((file, data)) = rx.recv() {
+                    if let Err(e) = (&file.0).write_all(&data) {
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert(Error::io("write", &file.1, e));
+                        }
+                        return;
+                    }
+                }
+            }));
+            jobs.push(tx);
+        }
+        Writers {
+            jobs,
+            threads,
+            error,
+            files: 0,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.error.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer the next file goes to.
+    fn next_file(&mut self) -> usize {
+        self.files += 1;
+        self.files % self.jobs.len().max(1)
+    }
+
+    fn write(&self, worker: usize, file: Arc<(File, PathBuf)>, data: Vec<u8>) -> Result<()> {
+        self.check()?;
+        match self.jobs.get(worker).map(|tx| tx.send((file, data))) {
+            Some(Ok(())) => Ok(()),
+            // A writer stopped on an error: report it.
+            _ => {
+                self.check()?;
+                Err(Error::Archive("a writer thread stopped".into()))
+            }
+        }
+    }
+
+    /// Wait until every chunk is written.
+    fn finish(&mut self) -> Result<()> {
+        self.jobs.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.check()
+    }
+}
+
+impl Drop for Writers {
+    /// On an early return the pending chunks are still written (to files of
+    /// the private directory) before it is removed.
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
 /// The archive file, counting the compressed bytes read (for progress).
 struct CountedFile {
     inner: File,
@@ -318,6 +405,7 @@ impl Unpacker {
             entries: 0,
             file_bytes: 0,
             links: Vec::new(),
+            writers: Writers::new(),
         }
     }
 
@@ -409,6 +497,7 @@ impl Unpacker {
             0,
         );
 
+        self.writers.finish()?;
         let bytes = self.manifest.take().ok_or_else(|| {
             Error::Archive(format!(
                 "no {MANIFEST} at the archive root (is it a Diskette archive?)"
@@ -520,22 +609,31 @@ impl Unpacker {
         }
         self.claim_file(&name)?;
         let path = self.root.join(&name);
-        let mut out = fs::OpenOptions::new()
+        let out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(file_mode(entry.header().mode().unwrap_or(FILE_MODE)))
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .ctx("create", &path)?;
-        let mut buf = vec![0u8; 64 * 1024];
+        let out = Arc::new((out, path));
+        let worker = self.writers.next_file();
         let mut written = 0u64;
         loop {
-            let n = entry.read(&mut buf).map_err(fail)?;
-            if n == 0 {
+            let mut buf = vec![0u8; WRITE_CHUNK];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match entry.read(&mut buf[filled..]).map_err(fail)? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).ctx("write", &path)?;
-            written += n as u64;
+            buf.truncate(filled);
+            self.writers.write(worker, Arc::clone(&out), buf)?;
+            written += filled as u64;
         }
         if written != entry.size() {
             return Err(truncated_entry(&name, entry.size(), written));
