@@ -79,6 +79,8 @@ pub struct DumpConfig {
     pub compression_level: u32,
     /// Deflate level for content that is already compressed (JPEG, MP4, ZIP...), 0-9.
     pub compressed_media_level: u32,
+    /// Compression threads; 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for DumpConfig {
@@ -90,12 +92,21 @@ impl Default for DumpConfig {
             auto_purge: true,
             concurrency: 1,
             compression_level: 6,
-            compressed_media_level: 1,
+            compressed_media_level: 0,
+            threads: 0,
         }
     }
 }
 
 impl DumpConfig {
+    /// Compression threads to use.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     pub fn mode(&self) -> Result<u32> {
         let digits = self.permissions.trim_start_matches("0o");
         u32::from_str_radix(digits, 8)
@@ -137,6 +148,9 @@ pub struct DataConfig {
     pub labels: BTreeMap<String, String>,
     /// Timeout of dump and load commands, in seconds.
     pub command_timeout: u64,
+    /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
+    /// True), "naive" (USE_TZ = False) or "verbatim".
+    pub datetimes: crate::engine::sql::Datetimes,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -488,6 +502,14 @@ mod tests {
     fn missing_file_names_the_path() {
         let e = Config::load(Path::new("/nonexistent/diskette.toml"), Vec::new()).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/diskette.toml"), "{e}");
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let c = parse(include_str!("../diskette.example.toml")).unwrap();
+        assert_eq!(c.apps.len(), 2);
+        assert_eq!(c.dump.mode().unwrap(), 0o644);
+        assert_eq!(c.data_database().unwrap(), Path::new("/srv/site/app.db"));
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
         file,
         config.dump.compression_level,
         config.dump.compressed_media_level,
+        config.dump.threads(),
     );
     let mtime = now.unix_timestamp().max(0) as u64;
     let mut files = 0u64;
@@ -195,7 +196,13 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
             let size = match &app.engine {
                 Engine::Sql { tables } => {
                     let conn = conn.as_ref().expect("opened when an app uses SQL");
-                    let stats = crate::engine::sql::dump_tables(conn, tables, &out, progress)?;
+                    let stats = crate::engine::sql::dump_tables(
+                        conn,
+                        tables,
+                        config.data.datetimes,
+                        &out,
+                        progress,
+                    )?;
                     rows += stats.rows;
                     stats.bytes
                 }

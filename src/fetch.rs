@@ -1,1 +1,340 @@
 //! Downloading an archive from an `http(s)` URL.
+//!
+//! The body is streamed to a temporary file in the destination directory,
+//! hashed on the way (BLAKE2b, what `b2sum` prints), then renamed into place:
+//! a failed download leaves no file behind. Only the schemes of
+//! `[load] protocols` are used, for the URL and for every redirect; redirects
+//! are refused unless `[load] follow_redirects` is on.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::checksum::HashingWriter;
+use crate::config::LoadConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+
+const MAX_REDIRECTS: usize = 10;
+const DEFAULT_NAME: &str = "diskette-download.tar.gz";
+
+/// What to download.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub url: &'a str,
+    /// Extra request headers, e.g. `("Authorization", "Bearer KEY")`. They are
+    /// sent to the URL's origin only, never to another origin a redirect leads to.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Names of response headers to hand back (case-insensitive), e.g. a checksum header.
+    pub capture: &'a [&'a str],
+}
+
+/// A completed download.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The file, inside the destination directory.
+    pub path: PathBuf,
+    pub size: u64,
+    /// BLAKE2b-512 of the body, lowercase hex.
+    pub checksum: String,
+    /// The captured response headers present in the final response, by lowercase name.
+    pub headers: BTreeMap<String, String>,
+    /// The URL the body came from (after redirects).
+    pub final_url: String,
+}
+
+/// True when `source` looks like a URL (`scheme://...`) rather than a path.
+pub fn is_url(source: &str) -> bool {
+    scheme_of(source).is_some()
+}
+
+/// `http://` for `http://host/x` (lowercased), None for a path.
+fn scheme_of(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| format!("{}://", scheme.to_ascii_lowercase()))
+}
+
+/// Refuse a URL whose scheme `[load] protocols` does not allow.
+pub fn check_scheme(config: &LoadConfig, url: &str) -> Result<()> {
+    let scheme = scheme_of(url).ok_or_else(|| Error::Download(format!("{url:?} is not a URL")))?;
+    if config
+        .protocols
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(&scheme))
+    {
+        return Ok(());
+    }
+    let allowed = config
+        .protocols
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Download(format!(
+        "{url}: the scheme {scheme:?} is not allowed ([load] protocols allows {})",
+        if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed
+        }
+    )))
+}
+
+/// Download `request.url` into `dest_dir` (created if missing) and return
+/// where it lies. The file is named after the URL's last path segment when
+/// that is a plain file name (else `diskette-download.tar.gz`), with `-1`,
+/// `-2`... added rather than overwriting an existing file.
+pub fn fetch(
+    config: &LoadConfig,
+    request: &Request<'_>,
+    dest_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
+    check_scheme(config, request.url)?;
+    let mut builder = ureq::AgentBuilder::new()
+        .redirects(0)
+        .user_agent(&format!("diskette/{}", crate::VERSION));
+    if config.timeout > 0 {
+        // Per connection step, not for the whole transfer: a large archive may
+        // take longer than the timeout to download, a stalled server may not.
+        let t = Duration::from_secs(config.timeout);
+        builder = builder.timeout_connect(t).timeout_read(t).timeout_write(t);
+    }
+    let agent = builder.build();
+
+    let origin = origin_of(request.url).to_string();
+    let mut url = request.url.to_string();
+    let mut hops = 0;
+    let response = loop {
+        let mut req = agent.get(&url);
+        if origin_of(&url) == origin {
+            for (name, value) in request.headers {
+                req = req.set(name, value);
+            }
+        }
+        let response = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                return Err(Error::Download(format!(
+                    "{url}: the server answered {code} {}",
+                    r.status_text()
+                )));
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(Error::Download(format!("{url}: {t}")));
+            }
+        };
+        let status = response.status();
+        if (200..300).contains(&status) {
+            break response;
+        }
+        if !(300..400).contains(&status) {
+            return Err(Error::Download(format!(
+                "{url}: the server answered {status} {}",
+                response.status_text()
+            )));
+        }
+        let location = response.header("location").unwrap_or_default().to_string();
+        if !config.follow_redirects {
+            return Err(Error::Download(format!(
+                "{url}: the server answered {status} {}, a redirect to {location:?}; redirects are \
+                 not followed (set [load] follow_redirects = true to allow them)",
+                response.status_text()
+            )));
+        }
+        if location.is_empty() {
+            return Err(Error::Download(format!(
+                "{url}: the server answered {status} without a Location header"
+            )));
+        }
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(Error::Download(format!(
+                "{}: more than {MAX_REDIRECTS} redirects",
+                request.url
+            )));
+        }
+        let next = resolve(&url, &location);
+        check_scheme(config, &next)?;
+        progress.log(&format!("Redirected ({status}) to {next}"));
+        url = next;
+    };
+
+    let mut headers = BTreeMap::new();
+    for name in request.capture {
+        if let Some(value) = response.header(name) {
+            headers.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+    }
+    let expected_len = response
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    fs::create_dir_all(dest_dir).ctx("create directory", dest_dir)?;
+    let mut part = tempfile::Builder::new()
+        .prefix(".diskette-download-")
+        .suffix(".part")
+        .tempfile_in(dest_dir)
+        .ctx("create a temporary file in", dest_dir)?;
+    let part_path = part.path().to_path_buf();
+    progress.begin(expected_len.unwrap_or(0), 1);
+    let mut reader = response.into_reader();
+    let mut writer = HashingWriter::new(BufWriter::new(part.as_file_mut()));
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Error::Download(format!("{url}: the download broke off: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n]).ctx("write", &part_path)?;
+        progress.advance(n as u64, 0);
+    }
+    let (inner, checksum, size) = writer.finish();
+    inner
+        .into_inner()
+        .map_err(|e| Error::io("write", &part_path, e.into_error()))?;
+    if let Some(expected) = expected_len
+        && expected != size
+    {
+        return Err(Error::Download(format!(
+            "{url}: the download broke off ({size} of {expected} bytes)"
+        )));
+    }
+    part.as_file().sync_all().ctx("write", &part_path)?;
+    progress.advance(0, 1);
+
+    let name = file_name_for(request.url);
+    let (stem, ext) = split_name(&name);
+    let mut attempt = 0;
+    let path = loop {
+        let candidate = if attempt == 0 {
+            dest_dir.join(&name)
+        } else {
+            dest_dir.join(format!("{stem}-{attempt}{ext}"))
+        };
+        match part.persist_noclobber(&candidate) {
+            Ok(_) => break candidate,
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {
+                part = e.file;
+                attempt += 1;
+            }
+            Err(e) => return Err(Error::io("rename into place", candidate, e.error)),
+        }
+    };
+    Ok(Fetched {
+        path,
+        size,
+        checksum,
+        headers,
+        final_url: url,
+    })
+}
+
+/// `scheme://authority` of a URL.
+fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    &url[..end]
+}
+
+/// A Location header resolved against the URL that sent it.
+fn resolve(base: &str, location: &str) -> String {
+    if scheme_of(location).is_some() {
+        return location.to_string();
+    }
+    let origin = origin_of(base);
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = base.split("://").next().unwrap_or("http");
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{origin}{location}");
+    }
+    let path = &base[origin.len()..];
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let dir = path.rfind('/').map(|i| &path[..=i]).unwrap_or("/");
+    format!("{origin}{dir}{location}")
+}
+
+/// The URL's last path segment when it is a plain, safe file name.
+fn file_name_for(url: &str) -> String {
+    let origin = origin_of(url);
+    let path = url[origin.len()..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let safe = !last.is_empty()
+        && !last.starts_with('.')
+        && last.len() <= 200
+        && last
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if safe {
+        last.to_string()
+    } else {
+        DEFAULT_NAME.to_string()
+    }
+}
+
+/// `("name", ".tar.gz")`: where to insert a `-1` suffix.
+fn split_name(name: &str) -> (&str, &str) {
+    for ext in [".tar.gz", ".tgz", ".gz"] {
+        if let Some(stem) = name.strip_suffix(ext)
+            && !stem.is_empty()
+        {
+            return (stem, &name[stem.len()..]);
+        }
+    }
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths() {
+        assert!(is_url("http://h/x.tar.gz"));
+        assert!(is_url("HTTPS://h/x"));
+        assert!(is_url("ftp://h/x"));
+        assert!(!is_url("/srv/x.tar.gz"));
+        assert!(!is_url("dumps/a:b.tar.gz"));
+        assert!(!is_url("weird dir://x"));
+    }
+
+    #[test]
+    fn resolves_locations() {
+        let base = "http://h:8/a/b/c.tar.gz?x=1";
+        assert_eq!(resolve(base, "https://o/x"), "https://o/x");
+        assert_eq!(resolve(base, "//o/x"), "http://o/x");
+        assert_eq!(resolve(base, "/x"), "http://h:8/x");
+        assert_eq!(resolve(base, "d.tar.gz"), "http://h:8/a/b/d.tar.gz");
+        assert_eq!(resolve("http://h", "d"), "http://h/d");
+        assert_eq!(origin_of(base), "http://h:8");
+    }
+
+    #[test]
+    fn names_downloads_safely() {
+        assert_eq!(file_name_for("http://h/d/x_1.tar.gz?k=v"), "x_1.tar.gz");
+        assert_eq!(file_name_for("http://h/"), DEFAULT_NAME);
+        assert_eq!(file_name_for("http://h/..%2Fx"), DEFAULT_NAME);
+        assert_eq!(file_name_for("http://h/.hidden"), DEFAULT_NAME);
+        assert_eq!(split_name("a.tar.gz"), ("a", ".tar.gz"));
+        assert_eq!(split_name("a.bin"), ("a", ".bin"));
+        assert_eq!(split_name("a"), ("a", ""));
+    }
+}

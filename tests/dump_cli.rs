@@ -533,3 +533,94 @@ fn write_failure_leaves_no_partial_file() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn symlinks_inside_are_kept_outside_are_skipped_with_a_warning() {
+    let site = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("media/sub")).unwrap();
+    std::fs::write(site.path().join("media/a.txt"), "a").unwrap();
+    std::os::unix::fs::symlink("../a.txt", site.path().join("media/sub/relative")).unwrap();
+    std::os::unix::fs::symlink(
+        site.path().join("media/a.txt"),
+        site.path().join("media/absolute-inside"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), site.path().join("media/escape")).unwrap();
+    std::os::unix::fs::symlink("missing", site.path().join("media/dangling")).unwrap();
+    write_config(
+        site.path(),
+        "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n",
+    );
+    let out = run(site.path(), &["dump", "--no-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("warning: symlink media/escape"), "{err}");
+    assert!(err.contains("warning: symlink media/dangling"), "{err}");
+    let m = members(&archives(site.path()).pop().unwrap());
+    assert!(m.contains(&("media/sub/relative".into(), Kind::Link("../a.txt".into()))));
+    // An absolute target inside the storage is stored relative, so it stays valid elsewhere.
+    assert!(m.contains(&("media/absolute-inside".into(), Kind::Link("a.txt".into()))));
+    assert!(
+        !m.iter()
+            .any(|(n, _)| n == "media/escape" || n == "media/dangling")
+    );
+}
+
+#[test]
+fn apps_lists_definitions_and_tables() {
+    let site = tempfile::tempdir().unwrap();
+    make_app_db(&site.path().join("app.db"));
+    write_config(
+        site.path(),
+        r#"
+[data]
+database_url = "sqlite://app.db"
+[[apps]]
+name = "blog"
+models = ["blog"]
+excludes = ["blog_article"]
+[[apps]]
+name = "auth"
+dump_command = ["python", "manage.py", "dumpdata", "auth"]
+load_command = ["python", "manage.py", "loaddata", "{file}"]
+[[apps]]
+name = "rest"
+is_drain = true
+"#,
+    );
+    let out = run(site.path(), &["apps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "blog -> data/blog.json\n  engine: built-in SQL engine\n  - blog_category (blog.category)\n\
+         auth -> data/auth.json\n  engine: command\n  dump: python manage.py dumpdata auth\n  load: python manage.py loaddata {file}\n\
+         rest -> data/rest.json\n  engine: drain, built-in SQL engine\n  - django_site (django.site)\n"
+    );
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for args in [
+        &["--help"][..],
+        &["dump", "--help"],
+        &["load", "--help"],
+        &["apps", "--help"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = stdout(&out);
+        assert!(text.contains("Usage: diskette"), "{args:?}: {text}");
+    }
+    let out = Command::new(BIN).args(["dump", "--help"]).output().unwrap();
+    for flag in [
+        "--no-data",
+        "--no-storages",
+        "--no-storages-excludes",
+        "--destination",
+        "--filename",
+        "--check",
+    ] {
+        assert!(stdout(&out).contains(flag), "{flag}");
+    }
+}

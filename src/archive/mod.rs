@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod filename;
+pub mod gzip;
 pub mod manifest;
 pub mod writer;
 

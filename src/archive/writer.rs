@@ -5,147 +5,15 @@
 //! standard gzip member that `gzip -t`, GNU tar and Python's `tarfile` read.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::Path;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
+use super::gzip::GzipWriter;
 use crate::checksum::HashingWriter;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 
 const OUT_CHUNK: usize = 256 * 1024;
-
-/// A gzip encoder whose level can change between writes.
-///
-/// One gzip member holding one raw deflate stream. Changing the level ends
-/// the current run of blocks with a sync flush (byte aligned, not final) and
-/// goes on with a fresh compressor for the new level: a deflate stream may
-/// mix blocks from any compressor, as pigz does for its chunks.
-pub struct GzipWriter<W: Write> {
-    inner: W,
-    compress: Compress,
-    /// Reset compressors kept for reuse, by level.
-    idle: Vec<(u32, Compress)>,
-    out: Vec<u8>,
-    level: u32,
-    crc: flate2::Crc,
-    header_written: bool,
-    mtime: u32,
-}
-
-impl<W: Write> GzipWriter<W> {
-    pub fn new(inner: W, level: u32) -> Self {
-        Self::with_mtime(inner, level, 0)
-    }
-
-    pub fn with_mtime(inner: W, level: u32, mtime: u32) -> Self {
-        GzipWriter {
-            inner,
-            compress: Compress::new(Compression::new(level), false),
-            idle: Vec::new(),
-            out: Vec::with_capacity(OUT_CHUNK),
-            level,
-            crc: flate2::Crc::new(),
-            header_written: false,
-            mtime,
-        }
-    }
-
-    fn write_header(&mut self) -> io::Result<()> {
-        if !self.header_written {
-            let m = self.mtime.to_le_bytes();
-            // ID1 ID2 CM=deflate FLG=0 MTIME XFL=0 OS=3 (Unix)
-            self.inner
-                .write_all(&[0x1f, 0x8b, 8, 0, m[0], m[1], m[2], m[3], 0, 3])?;
-            self.header_written = true;
-        }
-        Ok(())
-    }
-
-    fn drain_out(&mut self) -> io::Result<()> {
-        self.write_header()?;
-        if !self.out.is_empty() {
-            self.inner.write_all(&self.out)?;
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    /// Switch the deflate level for what is written next.
-    pub fn set_level(&mut self, level: u32) -> io::Result<()> {
-        if level == self.level {
-            return Ok(());
-        }
-        self.run(&[], FlushCompress::Sync)?;
-        let next = match self.idle.iter().position(|(l, _)| *l == level) {
-            Some(i) => self.idle.swap_remove(i).1,
-            None => Compress::new(Compression::new(level), false),
-        };
-        let mut previous = std::mem::replace(&mut self.compress, next);
-        // Its history must not leak into blocks that follow other data.
-        previous.reset();
-        self.idle.push((self.level, previous));
-        self.level = level;
-        Ok(())
-    }
-
-    fn run(&mut self, mut input: &[u8], flush: FlushCompress) -> io::Result<()> {
-        loop {
-            if self.out.capacity() - self.out.len() < 1024 {
-                self.drain_out()?;
-            }
-            let before_in = self.compress.total_in();
-            let status = self
-                .compress
-                .compress_vec(input, &mut self.out, flush)
-                .map_err(io::Error::other)?;
-            let consumed = (self.compress.total_in() - before_in) as usize;
-            input = &input[consumed..];
-            match status {
-                Status::StreamEnd => return Ok(()),
-                _ if input.is_empty() && flush == FlushCompress::None => return Ok(()),
-                // Output space left after a flush means the flush is complete.
-                _ if input.is_empty() && self.out.len() < self.out.capacity() => return Ok(()),
-                _ => {}
-            }
-        }
-    }
-
-    /// Write the last block and the gzip trailer; return the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        loop {
-            self.drain_out()?;
-            let status = self
-                .compress
-                .compress_vec(&[], &mut self.out, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            if status == Status::StreamEnd {
-                break;
-            }
-        }
-        self.drain_out()?;
-        let crc = self.crc.sum().to_le_bytes();
-        let size = self.crc.amount().to_le_bytes();
-        self.inner.write_all(&crc)?;
-        self.inner.write_all(&size)?;
-        self.inner.flush()?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for GzipWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.crc.update(buf);
-        self.run(buf, FlushCompress::None)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.run(&[], FlushCompress::Sync)?;
-        self.drain_out()?;
-        self.inner.flush()
-    }
-}
 
 /// Extensions of formats that are already compressed: deflating them again
 /// costs time and gains nothing.
@@ -181,9 +49,10 @@ pub struct Finished {
 
 impl ArchiveWriter {
     /// `level` for compressible content, `media_level` for already-compressed files.
-    pub fn new(file: File, level: u32, media_level: u32) -> Self {
+    /// `threads` compress in parallel (1: on the calling thread).
+    pub fn new(file: File, level: u32, media_level: u32, threads: usize) -> Self {
         let sink = HashingWriter::new(BufWriter::with_capacity(OUT_CHUNK, file));
-        let mut builder = tar::Builder::new(GzipWriter::new(sink, level));
+        let mut builder = tar::Builder::new(GzipWriter::with_threads(sink, level, threads));
         builder.mode(tar::HeaderMode::Complete);
         builder.follow_symlinks(false);
         ArchiveWriter {
@@ -372,33 +241,6 @@ impl<R: Read> Read for Counted<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn level_switches_keep_one_valid_gzip_stream() {
-        let mut gz = GzipWriter::new(Vec::new(), 6);
-        let text = b"the quick brown fox jumps over the lazy dog ".repeat(5000);
-        let noise: Vec<u8> = (0..300_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        gz.write_all(&text).unwrap();
-        gz.set_level(0).unwrap();
-        gz.write_all(&noise).unwrap();
-        gz.set_level(9).unwrap();
-        gz.write_all(&text).unwrap();
-        let out = gz.finish().unwrap();
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&out[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        let expected = [&text[..], &noise[..], &text[..]].concat();
-        assert_eq!(back, expected);
-        // The text parts compress; the noise is stored, not expanded much.
-        assert!(
-            out.len() < noise.len() + noise.len() / 100 + 10_000,
-            "{}",
-            out.len()
-        );
-    }
 
     #[test]
     fn media_by_extension() {

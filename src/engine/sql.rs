@@ -63,10 +63,134 @@ impl TableSchema {
         })
     }
 
-    fn is_blob(&self, column: &str) -> bool {
+    /// How values of `column` are written in a fixture.
+    pub fn kind(&self, column: &str) -> ColumnKind {
         self.columns
             .iter()
-            .any(|(c, t)| c == column && t.to_ascii_uppercase().contains("BLOB"))
+            .find(|(c, _)| c == column)
+            .map(|(_, t)| ColumnKind::of_declared(t))
+            .unwrap_or(ColumnKind::Plain)
+    }
+}
+
+/// Column types whose fixture form differs from their SQLite form, read from
+/// the declared type (Django's SQLite backend declares `datetime`, `bool`, `BLOB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    Plain,
+    /// Django stores `2024-01-01 15:08:00[.ffffff]`; fixtures carry ISO 8601.
+    DateTime,
+    /// 0/1 in SQLite, `false`/`true` in fixtures.
+    Bool,
+    /// Raw bytes in SQLite, base64 in fixtures.
+    Blob,
+}
+
+impl ColumnKind {
+    fn of_declared(declared: &str) -> ColumnKind {
+        let t = declared.trim().to_ascii_lowercase();
+        if t == "datetime" || t == "timestamp" {
+            ColumnKind::DateTime
+        } else if t == "bool" || t == "boolean" {
+            ColumnKind::Bool
+        } else if t.contains("blob") {
+            ColumnKind::Blob
+        } else {
+            ColumnKind::Plain
+        }
+    }
+}
+
+/// How datetime columns are stored in the application database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datetimes {
+    /// Naive text in UTC (Django with `USE_TZ = True`, its default): dumped
+    /// with `Z`, aware values loaded converted to UTC.
+    #[default]
+    Utc,
+    /// Naive local text (Django with `USE_TZ = False`): dumped without a zone.
+    Naive,
+    /// Dumped and loaded as they are.
+    Verbatim,
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f]` split into date, time and fraction digits.
+fn split_stored_datetime(s: &str) -> Option<(&str, &str, &str)> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[10] != b' ' {
+        return None;
+    }
+    let shape = |i: usize, c: u8| b.get(i).is_some_and(|x| *x == c);
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && shape(4, b'-') && digits(5..7) && shape(7, b'-') && digits(8..10))
+        || !(digits(11..13)
+            && shape(13, b':')
+            && digits(14..16)
+            && shape(16, b':')
+            && digits(17..19))
+    {
+        return None;
+    }
+    let frac = &s[19..];
+    let fraction_ok = frac.is_empty()
+        || (frac.len() >= 2
+            && frac.starts_with('.')
+            && frac[1..].bytes().all(|c| c.is_ascii_digit()));
+    if !fraction_ok {
+        return None;
+    }
+    Some((&s[..10], &s[11..19], frac))
+}
+
+/// The fixture form of a stored datetime.
+fn datetime_to_fixture(s: &str, mode: Datetimes) -> Option<String> {
+    let (date, time, frac) = split_stored_datetime(s)?;
+    match mode {
+        Datetimes::Utc => Some(format!("{date}T{time}{frac}Z")),
+        Datetimes::Naive => Some(format!("{date}T{time}{frac}")),
+        Datetimes::Verbatim => None,
+    }
+}
+
+/// The stored form of a fixture datetime, as Django's SQLite backend writes
+/// it (`isoformat(" ")`: microseconds only when non-zero).
+fn datetime_from_fixture(s: &str, mode: Datetimes) -> std::result::Result<Option<String>, String> {
+    if mode == Datetimes::Verbatim || s.len() < 19 || s.as_bytes()[10] != b'T' {
+        return Ok(None);
+    }
+    let aware = s.ends_with('Z') || s[19..].contains(['+', '-']);
+    let naive = |t: time::PrimitiveDateTime| {
+        let base = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        match t.microsecond() {
+            0 => base,
+            us => format!("{base}.{us:06}"),
+        }
+    };
+    if aware {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("{s:?} is not an ISO 8601 datetime: {e}"))?
+            .to_offset(time::UtcOffset::UTC);
+        Ok(Some(naive(time::PrimitiveDateTime::new(
+            t.date(),
+            t.time(),
+        ))))
+    } else {
+        let f = time::macros::format_description!(
+            version = 2,
+            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+        );
+        let t = time::PrimitiveDateTime::parse(s, &f)
+            .map_err(|e| format!("{s:?} is not an ISO 8601 datetime: {e}"))?;
+        Ok(Some(naive(t)))
     }
 }
 
@@ -100,6 +224,7 @@ pub struct DumpStats {
 pub fn dump_tables(
     conn: &rusqlite::Connection,
     tables: &[Table],
+    datetimes: Datetimes,
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<DumpStats> {
@@ -117,6 +242,7 @@ pub fn dump_tables(
         let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let pk_index = names.iter().position(|n| *n == schema.pk).unwrap_or(0);
+        let kinds: Vec<ColumnKind> = names.iter().map(|n| schema.kind(n)).collect();
         let mut q = stmt.query([]).map_err(sql_err)?;
         let mut table_rows = 0u64;
         while let Some(row) = q.next().map_err(sql_err)? {
@@ -126,9 +252,9 @@ pub fn dump_tables(
             let mut fields = serde_json::Map::with_capacity(names.len());
             let mut pk = Value::Null;
             for (i, name) in names.iter().enumerate() {
-                let v = json_value(row.get_ref(i).map_err(sql_err)?).map_err(|m| {
-                    Error::Data(format!("table {}, column {name}: {m}", table.name))
-                })?;
+                let v = json_value(row.get_ref(i).map_err(sql_err)?, kinds[i], datetimes).map_err(
+                    |m| Error::Data(format!("table {}, column {name}: {m}", table.name)),
+                )?;
                 if i == pk_index {
                     pk = v;
                 } else {
@@ -169,18 +295,27 @@ struct Record<'a> {
     fields: &'a serde_json::Map<String, Value>,
 }
 
-fn json_value(v: ValueRef<'_>) -> std::result::Result<Value, String> {
+fn json_value(
+    v: ValueRef<'_>,
+    kind: ColumnKind,
+    datetimes: Datetimes,
+) -> std::result::Result<Value, String> {
     Ok(match v {
         ValueRef::Null => Value::Null,
+        ValueRef::Integer(i @ (0 | 1)) if kind == ColumnKind::Bool => Value::Bool(i == 1),
         ValueRef::Integer(i) => Value::from(i),
         ValueRef::Real(f) => serde_json::Number::from_f64(f)
             .map(Value::Number)
             .ok_or_else(|| format!("{f} cannot be written in JSON"))?,
-        ValueRef::Text(t) => Value::String(
-            std::str::from_utf8(t)
-                .map_err(|_| "text that is not valid UTF-8".to_string())?
-                .to_string(),
-        ),
+        ValueRef::Text(t) => {
+            let text =
+                std::str::from_utf8(t).map_err(|_| "text that is not valid UTF-8".to_string())?;
+            let converted = match kind {
+                ColumnKind::DateTime => datetime_to_fixture(text, datetimes),
+                _ => None,
+            };
+            Value::String(converted.unwrap_or_else(|| text.to_string()))
+        }
         // Django's BinaryField serializes as base64.
         ValueRef::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
     })
@@ -260,7 +395,7 @@ pub fn load_fixtures(
         rows: 0,
     };
     let conn = pending.conn.as_ref().expect("just set");
-    let mut loader = Loader::new(conn, &config.data.labels)?;
+    let mut loader = Loader::new(conn, &config.data.labels, config.data.datetimes)?;
     for file in files {
         let rows = loader
             .load_file(&file.path, progress)
@@ -278,6 +413,7 @@ struct Loader<'c> {
     /// label → table name.
     by_label: HashMap<String, String>,
     schemas: HashMap<String, TableSchema>,
+    datetimes: Datetimes,
 }
 
 /// A failure inside one fixture, before the file name is prefixed.
@@ -303,6 +439,7 @@ impl<'c> Loader<'c> {
     fn new(
         conn: &'c rusqlite::Connection,
         overrides: &std::collections::BTreeMap<String, String>,
+        datetimes: Datetimes,
     ) -> Result<Self> {
         let mut by_label = HashMap::new();
         for name in crate::apps::list_tables(conn)? {
@@ -313,6 +450,7 @@ impl<'c> Loader<'c> {
             conn,
             by_label,
             schemas: HashMap::new(),
+            datetimes,
         })
     }
 
@@ -375,10 +513,16 @@ impl<'c> Loader<'c> {
         let schema = self.schema(&table)?.clone();
         let mut columns: Vec<String> = vec![schema.pk.clone()];
         let mut values: Vec<SqlValue> = vec![
-            sql_value(&pk, schema.is_blob(&schema.pk))
+            sql_value(&pk, schema.kind(&schema.pk), self.datetimes)
                 .map_err(|m| LoadError(format!("model {}, field pk: {m}", record.model)))?,
         ];
         for (field, value) in &record.fields {
+            if matches!(value, Value::Array(_) | Value::Object(_)) {
+                return Err(LoadError(format!(
+                    "model {}, field {field}: many-to-many lists and natural keys cannot be loaded by the built-in engine; load this fixture with a load_command (python manage.py loaddata {{file}})",
+                    record.model
+                )));
+            }
             let column = if schema.columns.iter().any(|(c, _)| c == field) {
                 field.clone()
             } else if schema
@@ -393,13 +537,7 @@ impl<'c> Loader<'c> {
                     record.model
                 )));
             };
-            if matches!(value, Value::Array(_) | Value::Object(_)) {
-                return Err(LoadError(format!(
-                    "model {}, field {field}: many-to-many lists and natural keys cannot be loaded by the built-in engine; load this fixture with a load_command (python manage.py loaddata {{file}})",
-                    record.model
-                )));
-            }
-            let v = sql_value(value, schema.is_blob(&column))
+            let v = sql_value(value, schema.kind(&column), self.datetimes)
                 .map_err(|m| LoadError(format!("model {}, field {field}: {m}", record.model)))?;
             columns.push(column);
             values.push(v);
@@ -449,7 +587,11 @@ impl<'c> Loader<'c> {
     }
 }
 
-fn sql_value(v: &Value, blob: bool) -> std::result::Result<SqlValue, String> {
+fn sql_value(
+    v: &Value,
+    kind: ColumnKind,
+    datetimes: Datetimes,
+) -> std::result::Result<SqlValue, String> {
     Ok(match v {
         Value::Null => SqlValue::Null,
         Value::Bool(b) => SqlValue::Integer(*b as i64),
@@ -462,7 +604,10 @@ fn sql_value(v: &Value, blob: bool) -> std::result::Result<SqlValue, String> {
                 SqlValue::Real(n.as_f64().unwrap_or(f64::NAN))
             }
         }
-        Value::String(s) if blob => SqlValue::Blob(
+        Value::String(s) if kind == ColumnKind::DateTime => {
+            SqlValue::Text(datetime_from_fixture(s, datetimes)?.unwrap_or_else(|| s.clone()))
+        }
+        Value::String(s) if kind == ColumnKind::Blob => SqlValue::Blob(
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| format!("binary value is not base64: {e}"))?,
@@ -558,7 +703,7 @@ mod tests {
             Table::new("blog_article", &Default::default()),
         ];
         let out = dir.path().join("blog.json");
-        let stats = dump_tables(&conn, &tables, &out, &Silent).unwrap();
+        let stats = dump_tables(&conn, &tables, Datetimes::Utc, &out, &Silent).unwrap();
         assert_eq!(stats.rows, 3);
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.starts_with(r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "Café ☕ \"quoted\""}}, "#), "{text}");
@@ -589,6 +734,90 @@ mod tests {
             .unwrap()
             .collect::<std::result::Result<_, _>>()
             .unwrap()
+    }
+
+    #[test]
+    fn datetimes_take_the_fixture_form_and_back() {
+        use Datetimes::*;
+        let to = |s, m| datetime_to_fixture(s, m);
+        assert_eq!(
+            to("2024-01-01 15:08:00", Utc).as_deref(),
+            Some("2024-01-01T15:08:00Z")
+        );
+        assert_eq!(
+            to("2024-01-01 15:08:00.123456", Utc).as_deref(),
+            Some("2024-01-01T15:08:00.123456Z")
+        );
+        assert_eq!(
+            to("2024-01-01 15:08:00", Naive).as_deref(),
+            Some("2024-01-01T15:08:00")
+        );
+        assert_eq!(to("2024-01-01 15:08:00", Verbatim), None);
+        assert_eq!(to("yesterday at noon", Utc), None);
+        assert_eq!(to("2024-01-01", Utc), None);
+        let from = |s| datetime_from_fixture(s, Utc).unwrap();
+        assert_eq!(
+            from("2024-01-01T15:08:00Z").as_deref(),
+            Some("2024-01-01 15:08:00")
+        );
+        // Django's form: microseconds, six digits, only when non-zero.
+        assert_eq!(
+            from("2024-01-01T15:08:00.789Z").as_deref(),
+            Some("2024-01-01 15:08:00.789000")
+        );
+        assert_eq!(
+            from("2024-01-01T15:08:00.000Z").as_deref(),
+            Some("2024-01-01 15:08:00")
+        );
+        assert_eq!(
+            from("2024-01-01T16:08:00+01:00").as_deref(),
+            Some("2024-01-01 15:08:00")
+        );
+        assert_eq!(
+            from("2024-01-01T15:08:00").as_deref(),
+            Some("2024-01-01 15:08:00")
+        );
+        assert_eq!(from("2024-01-01"), None);
+        assert!(datetime_from_fixture("2024-13-01T15:08:00Z", Utc).is_err());
+        assert_eq!(
+            datetime_from_fixture("2024-01-01T15:08:00Z", Verbatim).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn django_columns_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE blog_post (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, created datetime NOT NULL,
+                 published bool NOT NULL, note text);
+             INSERT INTO blog_post VALUES (1, '2024-01-01 15:08:00', 1, '2024-01-01 15:08:00'),
+                                          (2, '2024-06-30 23:59:59.000001', 0, NULL);",
+        )
+        .unwrap();
+        let out = dir.path().join("blog.json");
+        let tables = vec![Table::new("blog_post", &Default::default())];
+        dump_tables(&conn, &tables, Datetimes::Utc, &out, &Silent).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"model": "blog.post", "pk": 1, "fields": {"created": "2024-01-01T15:08:00Z", "published": true, "note": "2024-01-01 15:08:00"}}, {"model": "blog.post", "pk": 2, "fields": {"created": "2024-06-30T23:59:59.000001Z", "published": false, "note": null}}]"#
+        );
+        let before = all_rows(&conn, "blog_post");
+        conn.execute_batch("DELETE FROM blog_post").unwrap();
+        drop(conn);
+        let cfg = config(dir.path());
+        let files = [DataFile {
+            name: "data/blog.json".into(),
+            path: out,
+        }];
+        load_fixtures(&cfg, &files, &Silent)
+            .unwrap()
+            .commit()
+            .unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+        assert_eq!(all_rows(&conn, "blog_post"), before);
     }
 
     #[test]
