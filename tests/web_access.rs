@@ -223,6 +223,21 @@ async fn login_rotates_the_session_and_sets_safe_cookies() {
     let after = session_cookie(&res).expect("a new session id");
     let id = |c: &str| c.split(';').next().unwrap().to_string();
     assert_ne!(id(&before), id(&after), "session id rotated at login");
+    let max_age = |c: &str| -> i64 {
+        c.split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Max-Age in {c}"))
+    };
+    assert!(
+        max_age(&before) <= 30 * 60,
+        "anonymous sessions are short-lived: {before}"
+    );
+    let configured = app.config.server.session_minutes as i64 * 60;
+    assert!(
+        max_age(&after) > configured - 60 && max_age(&after) <= configured,
+        "{after}"
+    );
     // The old id is worthless.
     let replay = app.client();
     let res = replay

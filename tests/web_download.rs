@@ -376,25 +376,19 @@ async fn load_from_the_server_end_to_end() {
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("not yet implemented") {
-        eprintln!(
-            "\n*** SKIPPED the restore half of load --server: the load engine is not merged yet ***\n{stderr}"
-        );
-    } else {
-        assert!(output.status.success(), "load --server failed: {stderr}");
-        let comments: i64 = rusqlite::Connection::open(&app_db)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM blog_comment", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(comments, 320, "the data came back");
-        assert!(
-            other
-                .load
-                .storages_basepath
-                .join("media/images/2024/01/picture-0.bmp")
-                .is_file()
-        );
-    }
+    assert!(output.status.success(), "load --server failed: {stderr}");
+    let comments: i64 = rusqlite::Connection::open(&app_db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM blog_comment", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(comments, 320, "the data came back");
+    assert!(
+        other
+            .load
+            .storages_basepath
+            .join("media/images/2024/01/picture-0.bmp")
+            .is_file()
+    );
     // A wrong key: a clear error and a failure exit.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_diskette"))
         .arg("--config")

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, Query};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use tower_sessions::Expiry;
 
 use crate::registry::Password;
 use crate::web::AppState;
@@ -19,6 +20,7 @@ const USER_LIMIT: i64 = 5;
 /// Failures before a client address is locked out for a while.
 const IP_LIMIT: i64 = 30;
 /// The same message whatever failed, so it tells nothing about the accounts.
+const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(30);
 const LOGIN_FAILED: &str = "Wrong username or password, or the account is not active.";
 const THROTTLED: &str = "Too many failed attempts. Wait a while before trying again.";
 
@@ -36,6 +38,11 @@ pub async fn login_page(
     if maybe.user.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
+    // An anonymous session only carries the login form's token: let it
+    // expire soon, so login pages hit in a loop do not fill the store.
+    maybe
+        .session
+        .set_expiry(Some(Expiry::OnInactivity(ANONYMOUS_LIFETIME)));
     render(&maybe, String::new(), next, None, StatusCode::OK).await
 }
 
@@ -100,6 +107,11 @@ pub async fn login(
             registry.login_succeeded(&user_key).await?;
             registry.touch_login(user.id).await?;
             auth::login(&maybe.session, &user).await?;
+            // A logged-in session gets the configured idle lifetime.
+            let minutes = state.config.server.session_minutes.max(1) as i64;
+            maybe
+                .session
+                .set_expiry(Some(Expiry::OnInactivity(time::Duration::minutes(minutes))));
             tracing::info!(username = %user.username, "logged in");
             Ok(Redirect::to(&next).into_response())
         }
