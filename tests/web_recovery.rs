@@ -84,16 +84,31 @@ async fn start_up_recovers_what_a_dead_process_left() {
     app.stop().await;
 }
 
+/// A server left running by a failed assertion is killed.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
     let (_dir, config_path) = workspace();
-    let mut child = diskette(&config_path)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(Some(
+        diskette(&config_path)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child_ref = child.0.as_mut().unwrap();
     // The address is logged once the listener is bound.
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child_ref.stderr.take().unwrap();
     let addr = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines() {
@@ -110,12 +125,14 @@ async fn serve_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let pid = child.0.as_ref().unwrap().id();
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let mut server = child.0.take().unwrap();
+    let exit = tokio::task::spawn_blocking(move || server.wait().unwrap())
         .await
         .unwrap();
     assert!(exit.success(), "graceful exit, got {exit:?}");

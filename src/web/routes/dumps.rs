@@ -137,7 +137,7 @@ async fn new_dump_page(
         .apps
         .iter()
         .map(|a| {
-            if a.models.is_empty() {
+            if a.models.is_empty() || a.models == [a.name.clone()] {
                 a.name.clone()
             } else {
                 format!("{} ({})", a.name, a.models.join(", "))
