@@ -106,7 +106,12 @@ pub fn read_password(from_stdin: bool, prompt: &str) -> Result<Password> {
         line
     };
     let password = line.trim_end_matches(['\r', '\n']).to_string();
-    Password::new_strong(password).map_err(Error::Usage)
+    // The operator chooses deliberately here: a short password is warned
+    // about, not refused (the web form, used by others, insists on 8).
+    if Password::new_strong(password.clone()).is_err() && !password.is_empty() {
+        eprintln!("warning: this password is short (fewer than 8 characters)");
+    }
+    Password::new(password).map_err(Error::Usage)
 }
 
 #[cfg(test)]
