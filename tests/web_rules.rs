@@ -523,3 +523,34 @@ async fn worker_run_once_moves_a_dump_through_its_states() {
         .collect();
     assert_eq!(names, vec![dump.filename.unwrap()]);
 }
+
+/// A panic inside the engine fails that dump only; the service goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_panic_fails_the_dump_not_the_service() {
+    let archiver: diskette::registry::Archiver = std::sync::Arc::new(|_, opts, _| {
+        if opts.with_data {
+            panic!("engine bug");
+        }
+        Err(diskette::Error::Data("storages are not wanted here".into()))
+    });
+    let app = spawn_app_with(Setup {
+        archiver,
+        ..Setup::default()
+    })
+    .await;
+    let client = app.login(STAFF).await;
+    let id = app.create_dump(&client, true, false).await;
+    assert_eq!(app.wait_finished(id).await, DumpStatus::Failed);
+    assert!(
+        app.dump(id)
+            .await
+            .error
+            .unwrap()
+            .contains("stopped unexpectedly")
+    );
+    let next = app.create_dump(&client, false, true).await;
+    assert_eq!(app.wait_finished(next).await, DumpStatus::Failed);
+    let res = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.stop().await;
+}

@@ -30,6 +30,9 @@ pub fn engine() -> Archiver {
     Arc::new(crate::dump::dump)
 }
 
+/// How often the worker looks for work without being woken.
+const POLL_EVERY: Duration = Duration::from_secs(5);
+
 /// How often a running job writes its progress to the record.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
@@ -70,6 +73,21 @@ impl Worker {
     pub async fn run(self) {
         let limit = self.config.dump.concurrency.max(1);
         let mut running = JoinSet::new();
+        // A job task that panicked is a bug: the others go on, and the panic
+        // is raised again once everything has stopped (tests see it).
+        let mut panicked = None;
+        let mut on_joined = |joined: std::result::Result<(), tokio::task::JoinError>| {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                tracing::error!("a dump job panicked: {e}");
+                panicked.get_or_insert(e);
+            }
+        };
+        // Looks for work now and then even without a wake-up (after a
+        // database error, or dumps recorded by another process).
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while running.len() < limit && !self.shutdown.is_cancelled() {
                 match self.registry.claim_next().await {
@@ -90,11 +108,17 @@ impl Worker {
             }
             tokio::select! {
                 _ = self.registry.wake().notified() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = poll.tick() => {}
+                Some(joined) = running.join_next(), if !running.is_empty() => on_joined(joined),
                 _ = self.shutdown.cancelled() => break,
             }
         }
-        while running.join_next().await.is_some() {}
+        while let Some(joined) = running.join_next().await {
+            on_joined(joined);
+        }
+        if let Some(e) = panicked {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 
     /// Run the engine for a claimed (`pending`) dump and record the outcome.

@@ -154,9 +154,10 @@ impl Server {
             .await;
         // The server may also end on an I/O error: stop the jobs in that case too.
         shutdown.cancel();
-        let _ = jobs.await;
+        let jobs = jobs.await;
         let _ = cleanup.await;
-        served.map_err(|e| Error::io("serve", "listener", e))
+        served.map_err(|e| Error::io("serve", "listener", e))?;
+        jobs.map_err(|e| Error::Usage(format!("the job worker failed: {e}")))
     }
 }
 
