@@ -99,28 +99,7 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
     let (_dir, config_path) = workspace();
-    let mut child = KillOnDrop(Some(
-        diskette(&config_path)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let child_ref = child.0.as_mut().unwrap();
-    // The address is logged once the listener is bound.
-    let stderr = child_ref.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Some(rest) = line.split("serving on http://").nth(1) {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("the server never said where it listens");
-    })
-    .await
-    .unwrap();
+    let (mut child, addr) = start_server(&config_path).await;
     let res = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();
@@ -136,6 +115,104 @@ async fn serve_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert!(exit.success(), "graceful exit, got {exit:?}");
+}
+
+/// Start `diskette serve` on a random port; returns the process and its address.
+async fn start_server(config_path: &std::path::Path) -> (KillOnDrop, String) {
+    let mut child = diskette(config_path)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            if let Some(rest) = line.unwrap().split("serving on http://").nth(1) {
+                let addr = rest.trim().to_string();
+                // Keep draining so the server never writes into a full pipe.
+                std::thread::spawn(move || lines.for_each(drop));
+                return addr;
+            }
+        }
+        panic!("the server never said where it listens");
+    })
+    .await
+    .unwrap();
+    (KillOnDrop(Some(child)), addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_dump_leaves_a_consistent_registry() {
+    let (_dir, config_path) = workspace();
+    let config = load_config(&config_path, &[]);
+    // Many files, so the job is still running when the signal comes (the
+    // engine checks for cancellation between files).
+    let many = config.storages.basepath.join("media/many");
+    std::fs::create_dir_all(&many).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in 0..240 {
+        // xorshift: incompressible bytes, cheap to make in a debug build.
+        let bytes: Vec<u8> = (0..128 * 1024 / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        std::fs::write(many.join(format!("{i}.bin")), bytes).unwrap();
+    }
+    let (mut server, _addr) = start_server(&config_path).await;
+    let registry = Registry::open(&config).await.unwrap();
+    // Recorded by this process: the server's worker finds it by polling.
+    let id = registry
+        .create_dump(OptionSet::STORAGES, Actor::System)
+        .await
+        .unwrap();
+    let mut running = false;
+    for _ in 0..2400 {
+        let d = registry.dump(id).await.unwrap().unwrap();
+        if d.status == DumpStatus::Pending && d.progress_files > 0 {
+            running = true;
+            break;
+        }
+        if !d.status.in_flight() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let pid = server.0.as_ref().unwrap().id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = server.0.take().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+
+    let d = registry.dump(id).await.unwrap().unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir(&config.dump.path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if running {
+        assert_eq!(d.status, DumpStatus::Failed, "stopped by the signal");
+        assert!(d.error.unwrap().contains("interrupted"));
+        assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+    } else {
+        // The machine was faster than the polling: still a consistent end.
+        eprintln!("note: the dump finished before the signal was sent");
+        assert_eq!(d.status, DumpStatus::Processed);
+        assert_eq!(leftovers, vec![d.filename.unwrap()]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
