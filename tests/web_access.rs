@@ -178,6 +178,18 @@ async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A valid token sent from another site (as a browser says) is refused too.
+    let token = app.csrf(&client, "/dumps/new").await;
+    let res = client
+        .post(app.url("/dumps"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf_token", token.as_str()), ("with_data", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let (_, total) = app.registry.list(&Default::default(), 10, 0).await.unwrap();
+    assert_eq!(total, 1);
     // Anonymous POSTs too, login included.
     let anonymous = app.client();
     let res = anonymous

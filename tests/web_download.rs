@@ -75,6 +75,17 @@ async fn download_headers_head_ranges_and_conditionals() {
     assert_eq!(text_of_id(&html, "checksum").unwrap(), checksum);
     assert_eq!(text_of_id(&html, "status").unwrap(), "processed");
     assert!(html.contains(&format!("href=\"/dumps/{id}/download\"")));
+    // The JSON the page polls while a dump runs.
+    let status = client
+        .get(app.url(&format!("/dumps/{id}/status")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.headers()[CONTENT_TYPE], "application/json");
+    let status: serde_json::Value = serde_json::from_slice(&status.bytes().await.unwrap()).unwrap();
+    assert_eq!(status["status"], "processed");
+    assert_eq!(status["running"], false);
+    assert_eq!(status["available"], true);
 
     let res = client.head(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

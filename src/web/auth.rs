@@ -157,6 +157,15 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for CsrfForm<T>
     type Rejection = WebError;
     async fn from_request(req: Request, state: &AppState) -> WebResult<Self> {
         let (mut parts, body) = req.into_parts();
+        // Defence in depth beside the token: a browser says when a request
+        // comes from another site (Fetch Metadata), and such a form is refused.
+        let cross_site = parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        if cross_site {
+            return Err(WebError::Csrf);
+        }
         let session = session_of(&mut parts, state).await?;
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let bytes = axum::body::to_bytes(body, FORM_LIMIT)
