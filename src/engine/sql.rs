@@ -198,21 +198,6 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Django's JSON separators: `, ` and `: `, one line.
-struct DjangoFormatter;
-
-impl serde_json::ser::Formatter for DjangoFormatter {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-}
-
 /// What a fixture dump wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DumpStats {
@@ -243,35 +228,41 @@ pub fn dump_tables(
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let pk_index = names.iter().position(|n| *n == schema.pk).unwrap_or(0);
         let kinds: Vec<ColumnKind> = names.iter().map(|n| schema.kind(n)).collect();
+        // Written directly, without building a JSON value per row: the
+        // constant parts of a record are escaped once per table.
+        let prefix = format!("{{\"model\": {}, \"pk\": ", json_string(&table.label));
+        let keys: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}: ", json_string(n)))
+            .collect();
         let mut q = stmt.query([]).map_err(sql_err)?;
         let mut table_rows = 0u64;
         while let Some(row) = q.next().map_err(sql_err)? {
-            if progress.is_cancelled() {
+            if table_rows % 4096 == 0 && progress.is_cancelled() {
                 return Err(Error::Cancelled);
-            }
-            let mut fields = serde_json::Map::with_capacity(names.len());
-            let mut pk = Value::Null;
-            for (i, name) in names.iter().enumerate() {
-                let v = json_value(row.get_ref(i).map_err(sql_err)?, kinds[i], datetimes).map_err(
-                    |m| Error::Data(format!("table {}, column {name}: {m}", table.name)),
-                )?;
-                if i == pk_index {
-                    pk = v;
-                } else {
-                    fields.insert(name.clone(), v);
-                }
             }
             if rows > 0 {
                 w.write_all(b", ").ctx("write", out)?;
             }
-            let record = Record {
-                model: &table.label,
-                pk: &pk,
-                fields: &fields,
+            w.write_all(prefix.as_bytes()).ctx("write", out)?;
+            let value = |i: usize, w: &mut BufWriter<File>| -> Result<()> {
+                let v = row.get_ref(i).map_err(sql_err)?;
+                write_json_value(w, v, kinds[i], datetimes).map_err(|m| {
+                    Error::Data(format!("table {}, column {}: {m}", table.name, names[i]))
+                })
             };
-            let mut ser = serde_json::Serializer::with_formatter(&mut w, DjangoFormatter);
-            serde::Serialize::serialize(&record, &mut ser)
-                .map_err(|e| Error::Data(format!("write {}: {e}", out.display())))?;
+            value(pk_index, &mut w)?;
+            w.write_all(b", \"fields\": {").ctx("write", out)?;
+            let mut first = true;
+            for i in (0..names.len()).filter(|i| *i != pk_index) {
+                if !first {
+                    w.write_all(b", ").ctx("write", out)?;
+                }
+                first = false;
+                w.write_all(keys[i].as_bytes()).ctx("write", out)?;
+                value(i, &mut w)?;
+            }
+            w.write_all(b"}}").ctx("write", out)?;
             rows += 1;
             table_rows += 1;
         }
@@ -288,37 +279,48 @@ pub fn dump_tables(
     Ok(DumpStats { rows, bytes })
 }
 
-#[derive(serde::Serialize)]
-struct Record<'a> {
-    model: &'a str,
-    pk: &'a Value,
-    fields: &'a serde_json::Map<String, Value>,
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-fn json_value(
+/// One value in its fixture form; the error says why a value cannot be written.
+fn write_json_value(
+    w: &mut impl Write,
     v: ValueRef<'_>,
     kind: ColumnKind,
     datetimes: Datetimes,
-) -> std::result::Result<Value, String> {
-    Ok(match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i @ (0 | 1)) if kind == ColumnKind::Bool => Value::Bool(i == 1),
-        ValueRef::Integer(i) => Value::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{f} cannot be written in JSON"))?,
+) -> std::result::Result<(), String> {
+    let io = |e: io::Error| e.to_string();
+    match v {
+        ValueRef::Null => w.write_all(b"null").map_err(io),
+        ValueRef::Integer(i @ (0 | 1)) if kind == ColumnKind::Bool => w
+            .write_all(if i == 1 { b"true" } else { b"false" })
+            .map_err(io),
+        ValueRef::Integer(i) => w
+            .write_all(itoa::Buffer::new().format(i).as_bytes())
+            .map_err(io),
+        ValueRef::Real(f) if f.is_finite() => {
+            serde_json::to_writer(w, &f).map_err(|e| e.to_string())
+        }
+        ValueRef::Real(f) => Err(format!("{f} cannot be written in JSON")),
         ValueRef::Text(t) => {
             let text =
                 std::str::from_utf8(t).map_err(|_| "text that is not valid UTF-8".to_string())?;
-            let converted = match kind {
-                ColumnKind::DateTime => datetime_to_fixture(text, datetimes),
-                _ => None,
-            };
-            Value::String(converted.unwrap_or_else(|| text.to_string()))
+            match (kind == ColumnKind::DateTime)
+                .then(|| datetime_to_fixture(text, datetimes))
+                .flatten()
+            {
+                Some(converted) => serde_json::to_writer(w, &converted),
+                None => serde_json::to_writer(w, text),
+            }
+            .map_err(|e| e.to_string())
         }
         // Django's BinaryField serializes as base64.
-        ValueRef::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-    })
+        ValueRef::Blob(b) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(b);
+            serde_json::to_writer(w, &encoded).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Row count of tables, for `dump --check`.
