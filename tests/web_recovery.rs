@@ -54,6 +54,12 @@ async fn start_up_recovers_what_a_dead_process_left() {
     std::fs::create_dir_all(dumps.join(".diskette-tmp-x9/data")).unwrap();
     std::fs::write(dumps.join(".diskette-tmp-x9/data/blog.json"), b"[]").unwrap();
     std::fs::write(dumps.join("README.txt"), b"keep me").unwrap();
+    // The finished archive of the pending dump, renamed into place just before
+    // the crash but never recorded; and a file of the same shape that is not.
+    let orphan = format!("diskette_data_storages_2026-01-02T030405_{pending}.tar.gz");
+    std::fs::write(dumps.join(&orphan), b"finished, never recorded").unwrap();
+    let unrelated = format!("diskette_data_2026-01-02T030405_{pending}.tar.gz");
+    std::fs::write(dumps.join(&unrelated), b"another option set").unwrap();
 
     let app = spawn_on(dir, &config_path, Setup::default()).await;
     for id in [created, pending] {
@@ -73,7 +79,7 @@ async fn start_up_recovers_what_a_dead_process_left() {
     assert!(old.purged_at.is_some(), "the pending purge finished");
     assert_eq!(
         app.dump_dir_entries(),
-        vec!["README.txt".to_string()],
+        vec!["README.txt".to_string(), unrelated],
         "orphans removed, the rest kept"
     );
 

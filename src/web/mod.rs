@@ -85,6 +85,7 @@ impl Server {
             tracing::warn!(
                 failed = recovered.failed,
                 temp_files = recovered.temp_files,
+                unrecorded = recovered.unrecorded,
                 purged = recovered.purged,
                 "recovered the registry after an unclean stop"
             );
