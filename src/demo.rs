@@ -94,19 +94,25 @@ pub async fn run(dir: &Path, addr: Option<&str>) -> Result<()> {
     let password = ensure_admin(&registry).await?;
     drop(registry);
     let addr = addr.unwrap_or(&config.server.addr).to_string();
+    // Bound first, so the address printed is the real one (port 0 works).
+    let server =
+        crate::web::Server::build(config, Some(&addr), crate::registry::jobs::engine()).await?;
     eprintln!();
     if fresh {
         eprintln!("  Demo workspace created in {}", dir.display());
     } else {
         eprintln!("  Using the demo workspace in {}", dir.display());
     }
-    eprintln!("  Open http://{addr}/ and log in as {ADMIN:?}");
+    eprintln!(
+        "  Open http://{}/ and log in as {ADMIN:?}",
+        server.local_addr()
+    );
     match password {
         Some(pw) => eprintln!("  Password: {pw}"),
         None => eprintln!("  (password unchanged; set {PASSWORD_ENV} to reset it)"),
     }
     eprintln!();
-    crate::web::serve(config, Some(&addr)).await
+    crate::web::run_until_signal(server).await
 }
 
 const CATEGORIES: &[&str] = &[

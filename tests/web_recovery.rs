@@ -54,6 +54,12 @@ async fn start_up_recovers_what_a_dead_process_left() {
     std::fs::create_dir_all(dumps.join(".diskette-tmp-x9/data")).unwrap();
     std::fs::write(dumps.join(".diskette-tmp-x9/data/blog.json"), b"[]").unwrap();
     std::fs::write(dumps.join("README.txt"), b"keep me").unwrap();
+    // The finished archive of the pending dump, renamed into place just before
+    // the crash but never recorded; and a file of the same shape that is not.
+    let orphan = format!("diskette_data_storages_2026-01-02T030405_{pending}.tar.gz");
+    std::fs::write(dumps.join(&orphan), b"finished, never recorded").unwrap();
+    let unrelated = format!("diskette_data_2026-01-02T030405_{pending}.tar.gz");
+    std::fs::write(dumps.join(&unrelated), b"another option set").unwrap();
 
     let app = spawn_on(dir, &config_path, Setup::default()).await;
     for id in [created, pending] {
@@ -73,7 +79,7 @@ async fn start_up_recovers_what_a_dead_process_left() {
     assert!(old.purged_at.is_some(), "the pending purge finished");
     assert_eq!(
         app.dump_dir_entries(),
-        vec!["README.txt".to_string()],
+        vec!["README.txt".to_string(), unrelated],
         "orphans removed, the rest kept"
     );
 
@@ -362,4 +368,170 @@ async fn cli_manages_users() {
     assert!(key.starts_with("dsk_"));
     assert!(app.registry.authenticate_key(&key).await.unwrap().is_some());
     app.stop().await;
+}
+
+/// `diskette demo`, the README's one command: a workspace, an admin with the
+/// given password, a server that makes dumps; a second run reuses it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_starts_the_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("demo");
+    let start = |password: Option<&'static str>| {
+        let workspace = workspace.clone();
+        async move {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskette"));
+            cmd.args(["demo", "--addr", "127.0.0.1:0", "--dir"])
+                .arg(&workspace);
+            cmd.env_remove("DISKETTE_DEMO_PASSWORD")
+                .env_remove("DISKETTE_CONFIG");
+            if let Some(p) = password {
+                cmd.env("DISKETTE_DEMO_PASSWORD", p);
+            }
+            let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+            let stderr = child.stderr.take().unwrap();
+            let (addr, said) = tokio::task::spawn_blocking(move || {
+                use std::io::BufRead;
+                let mut said = String::new();
+                let mut lines = std::io::BufReader::new(stderr).lines();
+                let mut addr = None;
+                for line in lines.by_ref() {
+                    let line = line.unwrap();
+                    said.push_str(&line);
+                    said.push('\n');
+                    if let Some(rest) = line.split("Open http://").nth(1) {
+                        addr = rest.split('/').next().map(str::to_string);
+                    }
+                    if line.contains("serving on") {
+                        break;
+                    }
+                }
+                std::thread::spawn(move || lines.for_each(drop));
+                (addr.expect("the address is printed"), said)
+            })
+            .await
+            .unwrap();
+            (KillOnDrop(Some(child)), format!("http://{addr}"), said)
+        }
+    };
+    let (mut server, base, said) = start(Some("demo password 1")).await;
+    assert!(
+        said.contains("Demo workspace created") && said.contains("Password: demo password 1"),
+        "{said}"
+    );
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = token_in(&login).unwrap();
+    let res = client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", "admin"),
+            ("password", "demo password 1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = client
+        .get(format!("{base}/dumps/new"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<code>blog</code>") && page.contains("<code>media</code>"),
+        "{page}"
+    );
+    let token = token_in(&page).unwrap();
+    let res = client
+        .post(format!("{base}/dumps"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("with_data", "1"),
+            ("with_storages", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let id = dump_id_of(&res);
+    let mut status = String::new();
+    for _ in 0..1200 {
+        let html = client
+            .get(format!("{base}/dumps/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        status = text_of_id(&html, "status").unwrap();
+        if status != "created" && status != "pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "processed");
+    let pid = server.0.as_ref().unwrap().id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = server.0.take().unwrap();
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
+            .success()
+    );
+
+    // Again: the same workspace and registry, the password kept.
+    let (_server, base, said) = start(None).await;
+    assert!(
+        said.contains("Using the demo workspace") && said.contains("password unchanged"),
+        "{said}"
+    );
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let html = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = token_in(&html).unwrap();
+    let res = client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", "admin"),
+            ("password", "demo password 1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let list = res.text().await.unwrap();
+    assert!(
+        list.contains(&format!("href=\"/dumps/{id}\"")),
+        "the first run's dump is listed"
+    );
 }

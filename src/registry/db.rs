@@ -304,6 +304,22 @@ pub async fn set_failed<'c>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Dumps not finished yet.
+pub async fn in_flight_dumps<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Dump>> {
+    sqlx::query_as(&select_dumps(
+        "WHERE d.status IN ('created', 'pending') ORDER BY d.id",
+    ))
+    .fetch_all(ex)
+    .await
+}
+
+/// Every archive name a record holds.
+pub async fn recorded_filenames<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT filename FROM dumps WHERE filename IS NOT NULL")
+        .fetch_all(ex)
+        .await
+}
+
 /// Dumps a dead process left in flight: they become `failed`. Returns their ids.
 pub async fn fail_in_flight<'c>(
     ex: impl SqliteExecutor<'c>,

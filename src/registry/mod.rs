@@ -63,4 +63,48 @@ mod tests {
         assert!(parse_time(&a).is_some());
         assert!(display_time(&a).ends_with(" UTC"));
     }
+
+    /// The schema holds the rules SQL can express; migrating twice is a no-op.
+    #[tokio::test]
+    async fn migrations_apply_and_install_the_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("r.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type IN ('trigger', 'index') ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for expected in [
+            "dumps_deprecation_is_final",
+            "dumps_identity_is_immutable",
+            "dumps_one_available_per_option_set",
+            "dumps_outcome_is_immutable",
+            "dumps_status_moves_forward",
+            "api_keys_deprecation_is_final",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        // A status cannot move backwards.
+        sqlx::query("INSERT INTO dumps (created_at, with_data, with_storages) VALUES ('t', 1, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE dumps SET status = 'failed'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let back = sqlx::query("UPDATE dumps SET status = 'pending'")
+            .execute(&pool)
+            .await;
+        assert!(back.is_err());
+    }
 }

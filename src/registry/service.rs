@@ -2,6 +2,7 @@
 //! what SQL can (CHECK, triggers, partial unique index); this layer enforces
 //! all of them and keeps the order of file and database operations crash-safe.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub const INTERRUPTED: &str =
 pub struct Registry {
     pool: SqlitePool,
     dump_dir: Arc<PathBuf>,
+    /// `[dump] filename`, to recognise the archives of interrupted jobs.
+    filename_pattern: Arc<String>,
     auto_purge: bool,
     /// Wakes the job worker when a dump is created.
     wake: Arc<Notify>,
@@ -76,6 +79,7 @@ impl Registry {
         Ok(Registry {
             pool,
             dump_dir: Arc::new(config.dump.path.clone()),
+            filename_pattern: Arc::new(config.dump.filename.clone()),
             auto_purge: config.dump.auto_purge,
             wake: Arc::new(Notify::new()),
         })
@@ -344,9 +348,22 @@ impl Registry {
     /// temporary files go, pending purges finish.
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let mut tx = self.write_tx().await?;
+        let interrupted = db::in_flight_dumps(&mut *tx).await?;
         let failed = db::fail_in_flight(&mut *tx, INTERRUPTED, &now()).await?;
         tx.commit().await?;
         let temp_files = remove_orphan_temp_files(&self.dump_dir)?;
+        // An archive renamed into place just before the process died, whose
+        // dump was never recorded as processed, would stay untracked forever.
+        let recorded: HashSet<String> = db::recorded_filenames(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+        let unrecorded = remove_unrecorded_archives(
+            &self.dump_dir,
+            &self.filename_pattern,
+            &interrupted,
+            &recorded,
+        )?;
         let purged = if self.auto_purge {
             self.purge().await?
         } else {
@@ -355,6 +372,7 @@ impl Registry {
         Ok(RecoveryReport {
             failed: failed.len(),
             temp_files,
+            unrecorded,
             purged,
         })
     }
@@ -539,6 +557,8 @@ impl Registry {
 pub struct RecoveryReport {
     pub failed: usize,
     pub temp_files: usize,
+    /// Finished archives of interrupted dumps, removed.
+    pub unrecorded: usize,
     pub purged: usize,
 }
 
@@ -581,6 +601,74 @@ fn remove_orphan_temp_files(dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// Whether `name` is the archive the job of `dump` writes: the configured
+/// pattern with the dump's id (see `jobs::unique_pattern`) and a date.
+fn is_archive_of(pattern: &str, dump: &Dump, name: &str) -> bool {
+    let features = crate::archive::filename::features(dump.with_data, dump.with_storages);
+    let expected = super::jobs::unique_pattern(pattern, dump.id).replace("{features}", features);
+    match expected.split("{date}").collect::<Vec<_>>().as_slice() {
+        [whole] => name == *whole,
+        [prefix, suffix] => name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .is_some_and(is_date_stamp),
+        _ => false,
+    }
+}
+
+/// `2025-02-03T175309`.
+fn is_date_stamp(s: &str) -> bool {
+    s.len() == 17
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+fn remove_unrecorded_archives(
+    dir: &Path,
+    pattern: &str,
+    interrupted: &[Dump],
+    recorded: &HashSet<String>,
+) -> Result<usize> {
+    if interrupted.is_empty() {
+        return Ok(0);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if recorded.contains(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        // Only a file written after the dump was created can be its archive.
+        let modified = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .map(time::OffsetDateTime::from);
+        let owner = interrupted.iter().find(|d| {
+            is_archive_of(pattern, d, &name)
+                && super::parse_time(&d.created_at)
+                    .zip(modified)
+                    .is_some_and(|(created, m)| m + time::Duration::seconds(1) >= created)
+        });
+        if let Some(dump) = owner {
+            tracing::warn!(dump = %dump.id, file = %name, "removing the archive of an interrupted dump");
+            remove_file_if_exists(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Argon2 costs ~30 ms of CPU and 19 MiB: keep it off the async threads and
 /// bound how many run at once.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
@@ -602,4 +690,59 @@ async fn verify_blocking(hash: Option<String>, password: Password) -> Result<boo
 /// Parse a user-given checksum (the CLI's `dump --save` result, the API header).
 pub fn checksum(s: &str) -> Result<Checksum> {
     s.parse().map_err(|m: String| Error::Archive(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::DumpStatus;
+
+    fn dump(id: i64, with_data: bool, with_storages: bool) -> Dump {
+        Dump {
+            id: id.into(),
+            created_at: now(),
+            processed_at: None,
+            status: DumpStatus::Pending,
+            with_data,
+            with_storages,
+            deprecated: false,
+            filename: None,
+            size: None,
+            checksum: None,
+            purged_at: None,
+            error: None,
+            progress_bytes: 0,
+            progress_files: 0,
+            created_by: None,
+            creator: None,
+        }
+    }
+
+    #[test]
+    fn archives_of_a_dump_are_recognised_exactly() {
+        let pattern = crate::config::DEFAULT_FILENAME;
+        let d = dump(7, true, false);
+        assert!(is_archive_of(
+            pattern,
+            &d,
+            "diskette_data_2025-02-03T175309_7.tar.gz"
+        ));
+        for other in [
+            "diskette_data_2025-02-03T175309_17.tar.gz",
+            "diskette_data_storages_2025-02-03T175309_7.tar.gz",
+            "diskette_data_2025-02-03T175309.tar.gz",
+            "diskette_data_2025-02-03T1753_7.tar.gz",
+            "diskette_data_x025-02-03T175309_7.tar.gz",
+        ] {
+            assert!(!is_archive_of(pattern, &d, other), "{other}");
+        }
+        assert!(is_archive_of("fixed.tar.gz", &d, "fixed_7.tar.gz"));
+    }
+
+    #[test]
+    fn temp_names_are_the_engines() {
+        assert!(is_temp_name(".diskette-tmp-abc.tar.gz"));
+        assert!(!is_temp_name("diskette_data.tar.gz"));
+        assert!(!is_temp_name(".hidden"));
+    }
 }

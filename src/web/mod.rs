@@ -85,6 +85,7 @@ impl Server {
             tracing::warn!(
                 failed = recovered.failed,
                 temp_files = recovered.temp_files,
+                unrecorded = recovered.unrecorded,
                 purged = recovered.purged,
                 "recovered the registry after an unclean stop"
             );
@@ -164,6 +165,11 @@ impl Server {
 /// `diskette serve`: build, log the address, run until SIGINT or SIGTERM.
 pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
     let server = Server::build(config, addr, crate::registry::jobs::engine()).await?;
+    run_until_signal(server).await
+}
+
+/// Log the address, then serve until SIGINT or SIGTERM.
+pub async fn run_until_signal(server: Server) -> Result<()> {
     tracing::info!("Diskette is serving on http://{}", server.local_addr());
     let token = server.shutdown_token();
     tokio::spawn(async move {
