@@ -238,7 +238,7 @@ pub fn dump_tables(
         let mut q = stmt.query([]).map_err(sql_err)?;
         let mut table_rows = 0u64;
         while let Some(row) = q.next().map_err(sql_err)? {
-            if table_rows % 4096 == 0 && progress.is_cancelled() {
+            if table_rows.is_multiple_of(4096) && progress.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             if rows > 0 {
