@@ -91,7 +91,7 @@ impl Default for DumpConfig {
             permissions: "0644".into(),
             auto_purge: true,
             concurrency: 1,
-            compression_level: 6,
+            compression_level: 5,
             compressed_media_level: 0,
             threads: 0,
         }
