@@ -165,6 +165,13 @@ name = "rest"
 is_drain = true
 "#,
     );
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(src.path().join("media/photo.jpg"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let run = common::run(common::diskette(&src_config, &["dump"]), LIMIT);
     assert!(run.success(), "{}", run.stderr);
     let checksum = run.stdout.trim().to_string();
@@ -198,6 +205,28 @@ is_drain = true
             "{storage}"
         );
     }
+    // File times come back too (to the second, as tar stores them).
+    let mtime = |p: &Path| {
+        fs::metadata(p)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    for rel in [
+        "media/README.txt",
+        "media/photo.jpg",
+        "media/日本/ファイル.md",
+    ] {
+        let restored = dst.path().join("site").join(rel);
+        assert_eq!(mtime(&src.path().join(rel)), mtime(&restored), "{rel}");
+    }
+    assert_eq!(
+        mtime(&dst.path().join("site/media/photo.jpg")),
+        1_600_000_000
+    );
     // The archive is never deleted by a load of a local file.
     assert!(archive.exists());
 

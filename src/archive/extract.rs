@@ -26,7 +26,7 @@
 //!   0755. A file keeps the permission bits of the archive as Python's `data`
 //!   filter keeps them (`0600` stays private; setuid/setgid/sticky and
 //!   group/other write are dropped; the owner can always read and write);
-//!   owners and times of the archive are ignored.
+//!   owners are ignored; file modification times are restored.
 //! - **layout**: `manifest.json` is a regular file at the root, at most
 //!   64 KiB, parsed with [`Manifest::parse`]. Every entry must lie under
 //!   `manifest.json`, `data/` or a storage the manifest lists; every listed
@@ -286,7 +286,13 @@ struct Writers {
     files: usize,
 }
 
-type WriteJob = (Arc<(File, PathBuf)>, Vec<u8>);
+/// A chunk of a file, or (`Chunk::Done`) the end of the file and its mtime.
+enum Chunk {
+    Data(Vec<u8>),
+    Done(Option<std::time::SystemTime>),
+}
+
+type WriteJob = (Arc<(File, PathBuf)>, Chunk);
 
 impl Writers {
     fn new() -> Writers {
@@ -298,8 +304,14 @@ impl Writers {
             let (tx, rx) = mpsc::sync_channel::<WriteJob>(8);
             let error = Arc::clone(&error);
             threads.push(std::thread::spawn(move || {
-                while let Ok((file, data)) = rx.recv() {
-                    if let Err(e) = (&file.0).write_all(&data) {
+                while let Ok((file, chunk)) = rx.recv() {
+                    let result = match chunk {
+                        Chunk::Data(data) => (&file.0).write_all(&data),
+                        // After the last write, which would change it again.
+                        Chunk::Done(Some(mtime)) => file.0.set_modified(mtime),
+                        Chunk::Done(None) => Ok(()),
+                    };
+                    if let Err(e) = result {
                         if let Ok(mut slot) = error.lock() {
                             slot.get_or_insert(Error::io("write", &file.1, e));
                         }
@@ -330,9 +342,9 @@ impl Writers {
         self.files % self.jobs.len().max(1)
     }
 
-    fn write(&self, worker: usize, file: Arc<(File, PathBuf)>, data: Vec<u8>) -> Result<()> {
+    fn write(&self, worker: usize, file: Arc<(File, PathBuf)>, chunk: Chunk) -> Result<()> {
         self.check()?;
-        match self.jobs.get(worker).map(|tx| tx.send((file, data))) {
+        match self.jobs.get(worker).map(|tx| tx.send((file, chunk))) {
             Some(Ok(())) => Ok(()),
             // A writer stopped on an error: report it.
             _ => {
@@ -632,9 +644,16 @@ impl Unpacker {
                 break;
             }
             buf.truncate(filled);
-            self.writers.write(worker, Arc::clone(&out), buf)?;
+            self.writers
+                .write(worker, Arc::clone(&out), Chunk::Data(buf))?;
             written += filled as u64;
         }
+        let mtime = entry
+            .header()
+            .mtime()
+            .ok()
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        self.writers.write(worker, out, Chunk::Done(mtime))?;
         if written != entry.size() {
             return Err(truncated_entry(&name, entry.size(), written));
         }
