@@ -3,49 +3,27 @@
 //! dump is still downloadable with its checksum, and a new dump succeeds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use diskette::Config;
 use diskette::registry::{Actor, DumpId, DumpStatus, OptionSet, Registry};
 
-struct Server(Child, String);
+mod common_web;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+use common_web::{KillOnDrop, noise, serve_process};
+
+struct Server(KillOnDrop, String);
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.0.0.as_ref().map(|c| c.id()).unwrap_or_default()
     }
 }
 
-/// `diskette serve` on a random loopback port, through `sh` so that a test
-/// can set limits (`ulimit`) on the server process.
 async fn serve(config: &Path, shell_prefix: &str) -> Server {
-    let script = format!("{shell_prefix} exec \"$0\" --config \"$1\" serve --addr 127.0.0.1:0");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_diskette"))
-        .arg(config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            if let Some(rest) = line.unwrap().split("serving on http://").nth(1) {
-                let addr = rest.trim().to_string();
-                std::thread::spawn(move || lines.for_each(drop));
-                return addr;
-            }
-        }
-        panic!("the server never said where it listens");
-    })
-    .await
-    .unwrap();
-    Server(child, addr)
+    let (process, addr) = serve_process(config, shell_prefix).await;
+    Server(process, addr)
 }
 
 /// A site whose data comes from a command that sleeps while `slow` exists,
@@ -173,7 +151,7 @@ async fn kill_9_in_the_middle_of_a_dump() {
             .any(|n| n.starts_with(diskette::dump::TEMP_PREFIX)),
         "the job has temporary files: {leftovers:?}"
     );
-    let pid = server.0.id();
+    let pid = server.pid();
     assert!(
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -260,16 +238,7 @@ async fn a_write_failure_fails_the_dump_and_keeps_the_previous_one() {
 
     // Now incompressible media that the archive cannot hold under a 1 MiB
     // file-size limit: the write fails (EFBIG) in the middle of the archive.
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let noise: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(dir.path().join("media/photos/big.bin"), noise).unwrap();
+    std::fs::write(dir.path().join("media/photos/big.bin"), noise(3_000_000, 7)).unwrap();
     let server = serve(&config_path, "trap '' XFSZ; ulimit -f 1024;").await;
     let second = registry
         .create_dump(OptionSet::BOTH, Actor::System)

@@ -90,18 +90,6 @@ async fn start_up_recovers_what_a_dead_process_left() {
     app.stop().await;
 }
 
-/// A server left running by a failed assertion is killed.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
     let (_dir, config_path) = workspace();
@@ -125,28 +113,7 @@ async fn serve_stops_cleanly_on_sigterm() {
 
 /// Start `diskette serve` on a random port; returns the process and its address.
 async fn start_server(config_path: &std::path::Path) -> (KillOnDrop, String) {
-    let mut child = diskette(config_path)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            if let Some(rest) = line.unwrap().split("serving on http://").nth(1) {
-                let addr = rest.trim().to_string();
-                // Keep draining so the server never writes into a full pipe.
-                std::thread::spawn(move || lines.for_each(drop));
-                return addr;
-            }
-        }
-        panic!("the server never said where it listens");
-    })
-    .await
-    .unwrap();
-    (KillOnDrop(Some(child)), addr)
+    serve_process(config_path, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,3 +282,61 @@ pub fn failing_switch() -> (Archiver, Arc<std::sync::atomic::AtomicBool>) {
     });
     (archiver, fail)
 }
+
+/// A server process left running by a failed assertion is killed.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Start the real `diskette serve` on a random loopback port, through `sh`
+/// so that `shell_prefix` can set limits first (`ulimit -f 1024;`); the
+/// shell `exec`s, so the process is the server itself. Returns the process
+/// and its address.
+pub async fn serve_process(config_path: &Path, shell_prefix: &str) -> (KillOnDrop, String) {
+    let script = format!("{shell_prefix} exec \"$0\" --config \"$1\" serve --addr 127.0.0.1:0");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_diskette"))
+        .arg(config_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            if let Some(rest) = line.unwrap().split("serving on http://").nth(1) {
+                let addr = rest.trim().to_string();
+                // Keep draining so the server never writes into a full pipe.
+                std::thread::spawn(move || lines.for_each(drop));
+                return addr;
+            }
+        }
+        panic!("the server never said where it listens");
+    })
+    .await
+    .unwrap();
+    (KillOnDrop(Some(child)), addr)
+}
+
+/// Incompressible bytes (xorshift), cheap to make in a debug build.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
