@@ -163,6 +163,7 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         storages_excludes: !args.no_storages_excludes,
         destination: args.destination,
         filename: args.filename,
+        strict: false,
     };
     if args.save {
         return crate::web::cli::dump_and_save(config, &opts, quiet);

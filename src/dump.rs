@@ -31,6 +31,9 @@ pub struct DumpOptions {
     pub destination: Option<PathBuf>,
     /// File name pattern (default: `[dump] filename`).
     pub filename: Option<String>,
+    /// A kind asked for but not configured is an error rather than skipped
+    /// (a registry dump must hold what its option set says).
+    pub strict: bool,
 }
 
 impl DumpOptions {
@@ -41,6 +44,7 @@ impl DumpOptions {
             storages_excludes: true,
             destination: None,
             filename: None,
+            strict: false,
         }
     }
 }
@@ -85,6 +89,18 @@ fn plan(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<
     if !opts.with_data && !opts.with_storages {
         return Err(Error::Usage(
             "nothing to dump: both data and storages are disabled".into(),
+        ));
+    }
+    if opts.strict && opts.with_data && config.apps.is_empty() {
+        return Err(Error::Usage(
+            "data was asked for, but no application is defined ([[apps]] in the configuration)"
+                .into(),
+        ));
+    }
+    if opts.strict && opts.with_storages && config.storages.paths.is_empty() {
+        return Err(Error::Usage(
+            "storages were asked for, but none is defined ([storages] paths in the configuration)"
+                .into(),
         ));
     }
     let apps = if opts.with_data && !config.apps.is_empty() {

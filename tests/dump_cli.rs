@@ -624,3 +624,25 @@ fn every_command_explains_itself() {
         assert!(stdout(&out).contains(flag), "{flag}");
     }
 }
+
+/// A registered dump holds what its option set says: asking for data
+/// without any application defined fails instead of saving storages only.
+#[test]
+fn save_refuses_an_option_set_the_configuration_cannot_fill() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("media")).unwrap();
+    std::fs::write(site.path().join("media/a.txt"), "a").unwrap();
+    write_config(
+        site.path(),
+        "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n",
+    );
+    let out = run(site.path(), &["dump", "--save"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no application is defined"), "{err}");
+    assert!(archives(site.path()).is_empty());
+    // The storages-only option set is saved.
+    let out = run(site.path(), &["dump", "--save", "--no-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(archives(site.path()).len(), 1);
+}

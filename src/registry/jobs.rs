@@ -136,6 +136,7 @@ impl Worker {
             destination: Some(self.registry.dump_dir().to_path_buf()),
             // The dump id in the name: two dumps never share a file.
             filename: Some(unique_pattern(&self.config.dump.filename, id)),
+            strict: true,
         };
         progress.log(&format!("Dump {id}: {}", set.label()));
         let job = {
