@@ -54,6 +54,16 @@ dump_command = ["sh", "-c", "if [ -e slow ]; then sleep 60; fi; echo '[]'"]
     config
 }
 
+/// Create a data + storages dump and wait until it ends in `expected`.
+async fn dump_to_end(registry: &Registry, expected: DumpStatus) -> DumpId {
+    let id = registry
+        .create_dump(OptionSet::BOTH, Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(wait_until(registry, id, |s| !s.in_flight()).await, expected);
+    id
+}
+
 async fn wait_until(
     registry: &Registry,
     id: DumpId,
@@ -117,14 +127,7 @@ async fn kill_9_in_the_middle_of_a_dump() {
         .await
         .unwrap();
 
-    let first = registry
-        .create_dump(OptionSet::BOTH, Actor::System)
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_until(&registry, first, |s| !s.in_flight()).await,
-        DumpStatus::Processed
-    );
+    let first = dump_to_end(&registry, DumpStatus::Processed).await;
     let first_dump = registry.dump(first).await.unwrap().unwrap();
 
     // The second dump blocks in its data command, its temporary files open.
@@ -190,14 +193,7 @@ async fn kill_9_in_the_middle_of_a_dump() {
     assert_eq!(actual, header);
 
     // And a new dump works.
-    let third = registry
-        .create_dump(OptionSet::BOTH, Actor::System)
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_until(&registry, third, |s| !s.in_flight()).await,
-        DumpStatus::Processed
-    );
+    let third = dump_to_end(&registry, DumpStatus::Processed).await;
     let (header, actual, _) = download_latest(&server, &key).await;
     assert_eq!(
         header,
@@ -225,14 +221,7 @@ async fn a_write_failure_fails_the_dump_and_keeps_the_previous_one() {
         .await
         .unwrap();
     let server = serve(&config_path, "").await;
-    let first = registry
-        .create_dump(OptionSet::BOTH, Actor::System)
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_until(&registry, first, |s| !s.in_flight()).await,
-        DumpStatus::Processed
-    );
+    let first = dump_to_end(&registry, DumpStatus::Processed).await;
     let first_dump = registry.dump(first).await.unwrap().unwrap();
     drop(server);
 
@@ -240,14 +229,7 @@ async fn a_write_failure_fails_the_dump_and_keeps_the_previous_one() {
     // file-size limit: the write fails (EFBIG) in the middle of the archive.
     std::fs::write(dir.path().join("media/photos/big.bin"), noise(3_000_000, 7)).unwrap();
     let server = serve(&config_path, "trap '' XFSZ; ulimit -f 1024;").await;
-    let second = registry
-        .create_dump(OptionSet::BOTH, Actor::System)
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_until(&registry, second, |s| !s.in_flight()).await,
-        DumpStatus::Failed
-    );
+    let second = dump_to_end(&registry, DumpStatus::Failed).await;
     let d = registry.dump(second).await.unwrap().unwrap();
     let error = d.error.unwrap_or_default();
     assert!(error.to_lowercase().contains("too large"), "{error}");
