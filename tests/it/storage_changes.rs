@@ -12,6 +12,8 @@ use diskette::Config;
 use diskette::dump::{DumpOptions, dump};
 use diskette::progress::Progress;
 
+use crate::support::noise;
+
 /// Runs `change` once, at the first chunk of file content read.
 struct ChangeOnce {
     change: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -41,18 +43,6 @@ impl Progress for ChangeOnce {
     fn log(&self, line: &str) {
         self.lines.lock().unwrap().push(line.to_string());
     }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 fn site() -> (tempfile::TempDir, Config) {

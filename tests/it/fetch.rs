@@ -1,7 +1,6 @@
 //! `diskette load URL` against a tiny HTTP server on the loopback interface.
 
-mod common;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +12,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn reference_archive() -> PathBuf {
-    common::shared_dir().join("fixtures/diskette-0.6.0/storages.tar.gz")
+    support::reference("storages.tar.gz")
 }
 
 #[derive(Clone)]
@@ -154,18 +153,18 @@ struct Site {
 
 impl Site {
     fn new(extra_load_config: &str) -> Site {
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let dest = dir.path().join("dest");
         let downloads = dir.path().join("downloads");
         let tmp = dir.path().join("tmp");
         fs::create_dir_all(&tmp).unwrap();
         fs::create_dir_all(&downloads).unwrap();
-        common::write_files(&dest, [("media/old.txt", "old\n")]);
-        let config = common::write_config(
+        support::write_files(&dest, [("media/old.txt", "old\n")]);
+        let config = support::write_config(
             &dir.path().join("config"),
             &format!(
                 "[load]\nstorages_basepath = {}\ntimeout = 30\n{extra_load_config}",
-                common::toml_path(&dest)
+                support::toml_path(&dest)
             ),
         );
         Site {
@@ -177,12 +176,12 @@ impl Site {
         }
     }
 
-    fn load(&self, url: &str, args: &[&str]) -> common::Run {
+    fn load(&self, url: &str, args: &[&str]) -> support::Run {
         let mut all = vec!["load", url, "--no-data"];
         all.extend_from_slice(args);
-        let mut cmd = common::diskette(&self.config, &all);
+        let mut cmd = support::diskette(&self.config, &all);
         cmd.env("TMPDIR", &self.tmp).current_dir(self.dir.path());
-        common::run(cmd, LIMIT)
+        support::run(cmd, LIMIT)
     }
 
     fn download_args(&self) -> [&str; 2] {
@@ -345,13 +344,10 @@ fn checksum_mismatch_on_a_download_is_refused() {
     assert!(run.stderr.contains("checksum mismatch"), "{}", run.stderr);
     untouched(&site);
 
-    let good =
-        fs::read_to_string(common::shared_dir().join("fixtures/diskette-0.6.0/storages.tar.gz.b2"))
-            .unwrap();
-    let good = good.split_whitespace().next().unwrap();
+    let good = support::reference_b2("storages.tar.gz");
     let run = site.load(
         &server.url("/dumps/storages.tar.gz"),
-        &[&site.download_args()[..], &["--checksum", good]].concat(),
+        &[&site.download_args()[..], &["--checksum", &good]].concat(),
     );
     assert!(run.success(), "{}", run.stderr);
     assert!(site.dest.join("media/logo.png").is_file());
@@ -372,7 +368,7 @@ fn library_sends_headers_to_the_origin_only_and_returns_captured_ones() {
         follow_redirects: true,
         ..Default::default()
     };
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let request = diskette::fetch::Request {
         url: &origin.url("/x.tar.gz"),
         headers: &[("Authorization", "Bearer KEY")],

@@ -1,8 +1,6 @@
 //! Authentication, access control, CSRF, throttling and security headers.
 
-mod common_web;
-
-use common_web::*;
+use crate::support::app::*;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 
@@ -22,7 +20,7 @@ const SUPERUSER_PAGES: &[&str] = &["/users", "/api-keys"];
 async fn every_page_needs_the_right_user() {
     let app = spawn_app().await;
     let staff = app.login(STAFF).await;
-    let id = app.create_dump(&staff, true, true).await;
+    let id = staff.create_dump(true, true).await;
     assert_eq!(id.get(), 1);
     app.wait_finished(id).await;
 
@@ -58,13 +56,12 @@ async fn every_page_needs_the_right_user() {
         assert_eq!(res.status(), StatusCode::OK, "{page}");
     }
     // Superuser-only POSTs refuse staff.
-    let res = app
-        .post_form(&staff, "/dumps", "/api-keys", &[("name", "x")])
+    let res = staff
+        .post_form("/dumps", "/api-keys", &[("name", "x")])
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = app
+    let res = staff
         .post_form(
-            &staff,
             "/dumps",
             "/users",
             &[("username", "mallory"), ("password", "long enough pw")],
@@ -82,7 +79,7 @@ async fn every_page_needs_the_right_user() {
     let res = staff.get(app.url("/dumps")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // And cannot log in again.
-    let res = app.login_response(&app.client(), STAFF, PASSWORD).await;
+    let res = app.client().login_response(STAFF, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK, "the login form again");
     // Unknown ids and unknown routes are 404 pages.
     for page in [
@@ -107,7 +104,7 @@ async fn every_page_needs_the_right_user() {
 async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     let app = spawn_app().await;
     let client = app.login(ADMIN).await;
-    let id = app.create_dump(&client, true, false).await;
+    let id = client.create_dump(true, false).await;
     app.wait_finished(id).await;
     let ids = id.to_string();
     let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
@@ -170,7 +167,7 @@ async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     assert_eq!(res.status(), StatusCode::OK, "still logged in");
     // Another session's token is no good either.
     let other = app.login(STAFF).await;
-    let stolen = app.csrf(&other, "/dumps/new").await;
+    let stolen = other.csrf("/dumps/new").await;
     let res = client
         .post(app.url("/dumps"))
         .form(&[("csrf_token", stolen.as_str()), ("with_data", "1")])
@@ -179,7 +176,7 @@ async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // A valid token sent from another site (as a browser says) is refused too.
-    let token = app.csrf(&client, "/dumps/new").await;
+    let token = client.csrf("/dumps/new").await;
     let res = client
         .post(app.url("/dumps"))
         .header("sec-fetch-site", "cross-site")
@@ -229,7 +226,7 @@ async fn login_rotates_the_session_and_sets_safe_cookies() {
         "{before}"
     );
     assert!(!before.contains("Secure"), "{before}");
-    let res = app.login_response(&client, ADMIN, PASSWORD).await;
+    let res = client.login_response(ADMIN, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/dumps");
     let after = session_cookie(&res).expect("a new session id");
@@ -260,7 +257,7 @@ async fn login_rotates_the_session_and_sets_safe_cookies() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     // Logout is a POST that ends the session.
-    let res = app.post_form(&client, "/dumps", "/logout", &[]).await;
+    let res = client.post_form("/dumps", "/logout", &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let res = client.get(app.url("/dumps")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -297,8 +294,8 @@ async fn next_is_followed_only_when_relative() {
         ("/\\evil.example", "/dumps"),
     ] {
         let client = app.client();
-        let token = app
-            .csrf(&client, &format!("/login?next={}", urlencode(next)))
+        let token = client
+            .csrf(&format!("/login?next={}", urlencode(next)))
             .await;
         let res = client
             .post(app.url("/login"))
@@ -318,14 +315,7 @@ async fn next_is_followed_only_when_relative() {
     let client = app.client();
     let res = client.get(app.url("/dumps/new")).send().await.unwrap();
     let location = res.headers()[LOCATION].to_str().unwrap().to_string();
-    let html = client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(&location).await;
     assert!(
         html.contains("name=\"next\" value=\"/dumps/new\""),
         "{html}"
@@ -340,11 +330,10 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_errors_do_not_tell_which_part_was_wrong() {
     let app = spawn_app().await;
-    let wrong_password = app
-        .login_response(&app.client(), ADMIN, "not the password")
-        .await;
+    let wrong_password = app.client().login_response(ADMIN, "not the password").await;
     let unknown_user = app
-        .login_response(&app.client(), "nobody", "not the password")
+        .client()
+        .login_response("nobody", "not the password")
         .await;
     assert_eq!(wrong_password.status(), StatusCode::OK);
     assert_eq!(unknown_user.status(), StatusCode::OK);
@@ -365,12 +354,12 @@ async fn login_errors_do_not_tell_which_part_was_wrong() {
 async fn repeated_failures_throttle_the_username() {
     let app = spawn_app().await;
     for _ in 0..5 {
-        let res = app.login_response(&app.client(), STAFF, "guess").await;
+        let res = app.client().login_response(STAFF, "guess").await;
         assert_eq!(res.status(), StatusCode::OK);
     }
     // Now even the right password is refused for a while.
     let client = app.client();
-    let res = app.login_response(&client, STAFF, PASSWORD).await;
+    let res = client.login_response(STAFF, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(
         res.text()
@@ -384,9 +373,9 @@ async fn repeated_failures_throttle_the_username() {
     );
     // Unknown names are throttled the same way (nothing to learn from it).
     for _ in 0..5 {
-        app.login_response(&app.client(), "ghost", "guess").await;
+        app.client().login_response("ghost", "guess").await;
     }
-    let res = app.login_response(&app.client(), "ghost", "guess").await;
+    let res = app.client().login_response("ghost", "guess").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     // Other accounts are not locked out.
     app.login(ADMIN).await;
@@ -397,10 +386,11 @@ async fn repeated_failures_throttle_the_username() {
 async fn repeated_failures_throttle_the_client_address() {
     let app = spawn_app().await;
     for i in 0..30 {
-        app.login_response(&app.client(), &format!("user{i}"), "guess")
+        app.client()
+            .login_response(&format!("user{i}"), "guess")
             .await;
     }
-    let res = app.login_response(&app.client(), ADMIN, PASSWORD).await;
+    let res = app.client().login_response(ADMIN, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     app.stop().await;
 }
@@ -409,7 +399,7 @@ async fn repeated_failures_throttle_the_client_address() {
 async fn pages_carry_security_headers_and_forms_carry_tokens() {
     let app = spawn_app().await;
     let client = app.login(ADMIN).await;
-    let id = app.create_dump(&client, true, true).await;
+    let id = client.create_dump(true, true).await;
     app.wait_finished(id).await;
     for page in [
         "/login",
@@ -450,9 +440,8 @@ async fn pages_carry_security_headers_and_forms_carry_tokens() {
 async fn superuser_manages_users_and_keys() {
     let app = spawn_app().await;
     let admin = app.login(ADMIN).await;
-    let res = app
+    let res = admin
         .post_form(
-            &admin,
             "/users",
             "/users",
             &[("username", "carol"), ("password", "carol's password")],
@@ -467,31 +456,27 @@ async fn superuser_manages_users_and_keys() {
             .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
     );
     let client = app.client();
-    let res = app
-        .login_response(&client, "carol", "carol's password")
-        .await;
+    let res = client.login_response("carol", "carol's password").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     // New password, then deactivation.
     let path = format!("/users/{}/password", carol.id);
-    let res = app
-        .post_form(&admin, "/users", &path, &[("password", "another password")])
+    let res = admin
+        .post_form("/users", &path, &[("password", "another password")])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let res = app
-        .login_response(&app.client(), "carol", "another password")
+        .client()
+        .login_response("carol", "another password")
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let path = format!("/users/{}/flags", carol.id);
-    let res = app
-        .post_form(&admin, "/users", &path, &[("is_staff", "1")])
-        .await;
+    let res = admin.post_form("/users", &path, &[("is_staff", "1")]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(!app.registry.user("carol").await.unwrap().unwrap().is_active);
     // A superuser cannot lock themselves out.
     let me = app.registry.user(ADMIN).await.unwrap().unwrap();
-    let res = app
+    let res = admin
         .post_form(
-            &admin,
             "/users",
             &format!("/users/{}/flags", me.id),
             &[("is_active", "1")],

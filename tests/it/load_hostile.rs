@@ -1,51 +1,17 @@
-//! The hostile archive corpus (`shared/fixtures/make_hostile.py`) run through
-//! `diskette load` with the harness protocol of `shared/fixtures/HOSTILE.md`:
-//! one sandbox per fixture, an lstat snapshot before and after, and the
-//! fixture's `expect` checked on exit code, message and files.
+//! The hostile archive corpus (`support::hostile`) run through `diskette
+//! load` with its harness protocol: one sandbox per archive, an lstat
+//! snapshot before and after, and the case's expectation checked on exit
+//! code, message and files.
 
-mod common;
+use crate::support;
+use crate::support::hostile::{self, CASES, Expect};
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
-use serde_json::Value;
-
-/// Well under the 1 GiB of the bomb fixture.
+/// Well under the 1 GiB of the bomb.
 const MAX_UNPACKED: u64 = 64 * 1024 * 1024;
-
-fn generator() -> PathBuf {
-    common::shared_dir().join("fixtures/make_hostile.py")
-}
-
-/// INDEX.json of the corpus (it lists every fixture even when none is built).
-fn index() -> &'static Value {
-    static INDEX: OnceLock<Value> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let dir = common::temp_dir();
-        let status = Command::new("python3")
-            .arg(generator())
-            .arg(dir.path())
-            .args(["--only", "no-fixture-has-this-name"])
-            .status()
-            .expect("run python3");
-        assert!(status.success(), "make_hostile.py failed");
-        let text = fs::read_to_string(dir.path().join("INDEX.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    })
-}
-
-fn fixture(name: &str) -> &'static Value {
-    index()["fixtures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == format!("{name}.tar.gz"))
-        .unwrap_or_else(|| panic!("{name} is not in INDEX.json"))
-}
 
 struct Sandbox {
     _root: tempfile::TempDir,
@@ -71,24 +37,16 @@ impl Sandbox {
     }
 }
 
-/// Steps 1-2 of the protocol. The fixture is generated with its canary root
-/// inside this test's own directory, beside `S`, so tests never share state.
-fn setup(name: &str) -> Sandbox {
-    let root = common::temp_dir();
+/// The sandbox `S`: the destination `S/a/b/dest` (deep enough that
+/// `DEST/../../outside` stays inside `S`), `TMPDIR=S/tmp`, the working
+/// directory `S/cwd`, and the archive built with its canary directory inside
+/// this test's own directory, beside `S`, so tests never share state.
+fn setup(case: &hostile::Case) -> Sandbox {
+    let root = support::temp_dir();
     let s = root.path().join("s");
     let canary = root.path().join("canary");
-    let fixtures = root.path().join("fixtures");
-    let status = Command::new("python3")
-        .arg(generator())
-        .arg(&fixtures)
-        .args(["--only", name, "--canary-root"])
-        .arg(&canary)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run python3");
-    assert!(status.success(), "make_hostile.py {name} failed");
-    let archive = fixtures.join(format!("{name}.tar.gz"));
-    assert!(archive.is_file(), "{name} was not built");
+    let archive = root.path().join(format!("{}.tar.gz", case.name));
+    fs::write(&archive, case.build(&canary)).unwrap();
 
     let sb = Sandbox {
         dest: s.join("a/b/dest"),
@@ -100,32 +58,25 @@ fn setup(name: &str) -> Sandbox {
         config: root.path().join("config/diskette.toml"),
         _root: root,
     };
-    let harness = &index()["harness"];
-    for (rel, content) in harness["dest_before"].as_object().unwrap() {
-        common::write_files(&sb.dest, [(rel.as_str(), content.as_str().unwrap())]);
-    }
-    for (rel, content) in harness["canary_before"].as_object().unwrap() {
-        common::write_files(&sb.canary, [(rel.as_str(), content.as_str().unwrap())]);
-    }
-    if let Some(extra) = fixture(name)["extra_before"].as_object() {
-        for (template, content) in extra {
-            let path = sb.expand(template);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, content.as_str().unwrap()).unwrap();
-        }
+    support::write_files(&sb.dest, hostile::DEST_BEFORE.iter().copied());
+    support::write_files(&sb.canary, hostile::CANARY_BEFORE.iter().copied());
+    for (template, content) in case.extra_before {
+        let path = sb.expand(template);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
     }
     fs::create_dir_all(&sb.tmp).unwrap();
     fs::create_dir_all(&sb.cwd).unwrap();
     let config = format!(
         "[load]\nstorages_basepath = {}\nmax_unpacked_bytes = {MAX_UNPACKED}\nmax_entries = 10000\n\
          [data]\ndatabase_url = {}\n",
-        common::toml_path(&sb.dest),
-        common::toml_string(&format!(
+        support::toml_path(&sb.dest),
+        support::toml_string(&format!(
             "sqlite://{}",
             sb.config.parent().unwrap().join("app.db").display()
         )),
     );
-    common::write_config(sb.config.parent().unwrap(), &config);
+    support::write_config(sb.config.parent().unwrap(), &config);
     sb
 }
 
@@ -133,19 +84,20 @@ fn absent(path: &Path) -> bool {
     fs::symlink_metadata(path).is_err()
 }
 
-/// Steps 3-5 of the protocol for one fixture. `message` is a fragment the
-/// error must contain for a rejected fixture (None for an accepted one).
+/// Snapshot, load, compare, for one case. A rejected archive must leave `S`
+/// and the canary as they were, with an error line holding `message`; an
+/// accepted one must give the expected files and change nothing outside
+/// `DEST`. Never a signal, a panic or a timeout.
 fn check(name: &str, message: Option<&str>) {
-    let fx = fixture(name);
-    let sb = setup(name);
+    let case = hostile::case(name);
+    let sb = setup(case);
     let abs_existed = !absent(Path::new("/tmp/abs.txt"));
-    let s_before = common::snapshot(&sb.s);
-    let canary_before = common::snapshot(&sb.canary);
+    let s_before = support::snapshot(&sb.s);
+    let canary_before = support::snapshot(&sb.canary);
 
-    let timeout = index()["harness"]["timeout_s"].as_u64().unwrap_or(120);
-    let mut cmd = common::diskette(&sb.config, &["load", sb.archive.to_str().unwrap()]);
+    let mut cmd = support::diskette(&sb.config, &["load", sb.archive.to_str().unwrap()]);
     cmd.env("TMPDIR", &sb.tmp).current_dir(&sb.cwd);
-    let run = common::run(cmd, Duration::from_secs(timeout));
+    let run = support::run(cmd, hostile::TIMEOUT);
 
     let mut failures = Vec::new();
     assert!(
@@ -158,23 +110,23 @@ fn check(name: &str, message: Option<&str>) {
         "{name}: the loader panicked\n{}",
         run.stderr
     );
-    let s_after = common::snapshot(&sb.s);
-    let canary_diff = common::diff(&canary_before, &common::snapshot(&sb.canary));
+    let s_after = support::snapshot(&sb.s);
+    let canary_diff = support::diff(&canary_before, &support::snapshot(&sb.canary));
     if !canary_diff.is_empty() {
         failures.push(format!("canary changed: {canary_diff:#?}"));
     }
     if !abs_existed && !absent(Path::new("/tmp/abs.txt")) {
         failures.push("/tmp/abs.txt was created".into());
     }
-    for template in fx["must_not_exist"].as_array().into_iter().flatten() {
-        let path = sb.expand(template.as_str().unwrap());
+    for template in case.must_not_exist {
+        let path = sb.expand(template);
         if !absent(&path) {
             failures.push(format!("{} exists", path.display()));
         }
     }
 
-    match fx["expect"].as_str().unwrap() {
-        "reject" => {
+    match case.expect {
+        Expect::Reject => {
             let message = message.expect("a reject fixture needs an expected message");
             if run.success() {
                 failures.push("the load succeeded".into());
@@ -190,22 +142,22 @@ fn check(name: &str, message: Option<&str>) {
                     run.stderr
                 ));
             }
-            let d = common::diff(&s_before, &s_after);
+            let d = support::diff(&s_before, &s_after);
             if !d.is_empty() {
                 failures.push(format!("the sandbox changed: {d:#?}"));
             }
         }
-        "accept" => {
+        Expect::Accept => {
             if !run.success() {
                 failures.push(format!("the load failed:\n{}", run.stderr));
             }
-            for (template, content) in fx["expect_after"].as_object().into_iter().flatten() {
+            for (template, content) in case.expect_after {
                 let path = sb.expand(template);
-                match content.as_str() {
+                match content {
                     None if !absent(&path) => {
                         failures.push(format!("{} should not exist", path.display()))
                     }
-                    Some(text) if fs::read_to_string(&path).ok().as_deref() != Some(text) => {
+                    Some(text) if fs::read_to_string(&path).ok().as_deref() != Some(*text) => {
                         failures.push(format!("{} should hold {text:?}", path.display()))
                     }
                     _ => {}
@@ -218,13 +170,13 @@ fn check(name: &str, message: Option<&str>) {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            let outside = |m: &BTreeMap<String, common::Node>| -> BTreeMap<String, common::Node> {
+            let outside = |m: &BTreeMap<String, support::Node>| -> BTreeMap<String, support::Node> {
                 m.iter()
                     .filter(|(k, _)| !k.starts_with(&format!("{dest_rel}/")))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            let d = common::diff(&outside(&s_before), &outside(&s_after));
+            let d = support::diff(&outside(&s_before), &outside(&s_after));
             if !d.is_empty() {
                 failures.push(format!("the sandbox changed outside DEST: {d:#?}"));
             }
@@ -235,7 +187,6 @@ fn check(name: &str, message: Option<&str>) {
                 }
             }
         }
-        other => panic!("{name}: unknown expect {other:?}"),
     }
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
 }
@@ -288,22 +239,12 @@ hostile! {
 }
 
 #[test]
-fn every_fixture_of_the_index_has_a_test() {
-    let listed: Vec<String> = index()["fixtures"]
-        .as_array()
-        .unwrap()
+fn every_fixture_of_the_corpus_has_a_test() {
+    let missing: Vec<_> = CASES
         .iter()
-        .map(|f| {
-            f["file"]
-                .as_str()
-                .unwrap()
-                .trim_end_matches(".tar.gz")
-                .to_string()
-        })
-        .collect();
-    let missing: Vec<_> = listed
-        .iter()
-        .filter(|n| !TESTED.contains(&n.as_str()))
+        .map(|c| c.name)
+        .filter(|n| !TESTED.contains(n))
         .collect();
     assert!(missing.is_empty(), "fixtures without a test: {missing:?}");
+    assert_eq!(CASES.len(), TESTED.len(), "a test without a fixture");
 }

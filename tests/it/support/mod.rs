@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: running the real binary, writing
 //! configuration files, and comparing directory trees without following links.
 
-#![allow(dead_code)]
+pub mod app;
+pub mod hostile;
+pub mod process;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,9 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `shared/` directory beside the project (fixtures, notes).
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"))
+/// A Diskette 0.6.0 reference archive (`tests/fixtures/diskette-0.6.0/`).
+/// Copy it before handing it to a loader that may delete what it loaded.
+pub fn reference(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/diskette-0.6.0")
+        .join(name)
+}
+
+/// The BLAKE2b-512 checksum recorded beside a reference archive.
+pub fn reference_b2(name: &str) -> String {
+    let text = fs::read_to_string(reference(&format!("{name}.b2"))).unwrap();
+    text.split_whitespace().next().unwrap().to_string()
 }
 
 /// A fresh temporary directory under the target directory, not in /tmp.
@@ -270,4 +282,17 @@ pub fn manifest(datas: Option<&[&str]>, storages: Option<&[&str]>) -> String {
         "storages": storages,
     })
     .to_string()
+}
+
+/// Incompressible bytes (xorshift), cheap to make in a debug build.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }

@@ -2,19 +2,16 @@
 //! a dead process, graceful shutdown of `diskette serve` on SIGTERM,
 //! `dump --save` and `user add --password-stdin`.
 
-mod common_web;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common_web::*;
+use crate::support::app::*;
+use crate::support::process::ServerProcess;
 use diskette::registry::{Actor, DumpStatus, OptionSet, Registry};
 use reqwest::StatusCode;
 
 fn diskette(config: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskette"));
-    cmd.arg("--config").arg(config);
-    cmd
+    crate::support::diskette(config, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +82,7 @@ async fn start_up_recovers_what_a_dead_process_left() {
 
     // The service works on: a new dump of the interrupted set is processed.
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, true, true).await;
+    let id = client.create_dump(true, true).await;
     assert_eq!(app.wait_finished(id).await, DumpStatus::Processed);
     app.stop().await;
 }
@@ -93,27 +90,11 @@ async fn start_up_recovers_what_a_dead_process_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
     let (_dir, config_path) = workspace();
-    let (mut child, addr) = start_server(&config_path).await;
-    let res = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap();
+    let server = ServerProcess::serve(&config_path, "").await;
+    let res = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let pid = child.0.as_ref().unwrap().id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut server = child.0.take().unwrap();
-    let exit = tokio::task::spawn_blocking(move || server.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = server.signal("TERM").await;
     assert!(exit.success(), "graceful exit, got {exit:?}");
-}
-
-/// Start `diskette serve` on a random port; returns the process and its address.
-async fn start_server(config_path: &std::path::Path) -> (KillOnDrop, String) {
-    serve_process(config_path, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +118,7 @@ async fn sigterm_during_a_dump_leaves_a_consistent_registry() {
             .collect();
         std::fs::write(many.join(format!("{i}.bin")), bytes).unwrap();
     }
-    let (mut server, _addr) = start_server(&config_path).await;
+    let server = ServerProcess::serve(&config_path, "").await;
     let registry = Registry::open(&config).await.unwrap();
     // Recorded by this process: the server's worker finds it by polling.
     let id = registry
@@ -156,18 +137,7 @@ async fn sigterm_during_a_dump_leaves_a_consistent_registry() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let pid = server.0.as_ref().unwrap().id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut child = server.0.take().unwrap();
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = server.signal("TERM").await;
     assert!(exit.success(), "graceful exit, got {exit:?}");
 
     let d = registry.dump(id).await.unwrap().unwrap();
@@ -192,7 +162,7 @@ async fn sigterm_during_a_dump_leaves_a_consistent_registry() {
 async fn cli_dump_save_follows_the_registry_rules() {
     let app = spawn_app().await;
     let client = app.login(STAFF).await;
-    let web = app.create_dump(&client, true, false).await;
+    let web = client.create_dump(true, false).await;
     app.wait_finished(web).await;
     let config_path = app.config.source.clone().unwrap();
     let output = tokio::task::spawn_blocking(move || {
@@ -225,14 +195,7 @@ async fn cli_dump_save_follows_the_registry_rules() {
         "the web dump was replaced and purged"
     );
     // The web admin shows it as any other.
-    let html = client
-        .get(app.url(&format!("/dumps/{}", saved.id)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(&format!("/dumps/{}", saved.id)).await;
     assert_eq!(text_of_id(&html, "checksum").unwrap(), printed);
     assert!(html.contains("command line"));
     app.stop().await;
@@ -276,7 +239,8 @@ async fn cli_manages_users() {
     assert!(dana.is_superuser && dana.is_staff && dana.is_active);
     let client = app.client();
     assert_eq!(
-        app.login_response(&client, "dana", "dana's password")
+        client
+            .login_response("dana", "dana's password")
             .await
             .status(),
         StatusCode::SEE_OTHER
@@ -311,7 +275,8 @@ async fn cli_manages_users() {
     .unwrap();
     assert!(out.status.success());
     assert_eq!(
-        app.login_response(&app.client(), "dana", "a new password")
+        app.client()
+            .login_response("dana", "a new password")
             .await
             .status(),
         StatusCode::SEE_OTHER
@@ -344,106 +309,44 @@ async fn demo_starts_the_product() {
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("demo");
     let start = |password: Option<&'static str>| {
-        let workspace = workspace.clone();
-        async move {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskette"));
-            cmd.args(["demo", "--addr", "127.0.0.1:0", "--dir"])
-                .arg(&workspace);
-            cmd.env_remove("DISKETTE_DEMO_PASSWORD")
-                .env_remove("DISKETTE_CONFIG");
-            if let Some(p) = password {
-                cmd.env("DISKETTE_DEMO_PASSWORD", p);
-            }
-            let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-            let stderr = child.stderr.take().unwrap();
-            let (addr, said) = tokio::task::spawn_blocking(move || {
-                use std::io::BufRead;
-                let mut said = String::new();
-                let mut lines = std::io::BufReader::new(stderr).lines();
-                let mut addr = None;
-                for line in lines.by_ref() {
-                    let line = line.unwrap();
-                    said.push_str(&line);
-                    said.push('\n');
-                    if let Some(rest) = line.split("Open http://").nth(1) {
-                        addr = rest.split('/').next().map(str::to_string);
-                    }
-                    if line.contains("serving on") {
-                        break;
-                    }
-                }
-                std::thread::spawn(move || lines.for_each(drop));
-                (addr.expect("the address is printed"), said)
-            })
-            .await
-            .unwrap();
-            (KillOnDrop(Some(child)), format!("http://{addr}"), said)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskette"));
+        cmd.args(["demo", "--addr", "127.0.0.1:0", "--dir"])
+            .arg(&workspace);
+        cmd.env_remove("DISKETTE_DEMO_PASSWORD")
+            .env_remove("DISKETTE_CONFIG");
+        if let Some(p) = password {
+            cmd.env("DISKETTE_DEMO_PASSWORD", p);
         }
+        ServerProcess::start(cmd)
     };
-    let (mut server, base, said) = start(Some("demo password 1")).await;
+    let server = start(Some("demo password 1")).await;
+    let said = &server.said;
     assert!(
         said.contains("Demo workspace created") && said.contains("Password: demo password 1"),
         "{said}"
     );
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = client
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = token_in(&login).unwrap();
-    let res = client
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("username", "admin"),
-            ("password", "demo password 1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let page = client
-        .get(format!("{base}/dumps/new"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(
+        said.contains(&format!("Open {}", server.base)),
+        "the address is printed: {said}"
+    );
+    let web = server.web();
+    web.log_in("admin", "demo password 1").await;
+    let page = web.page("/dumps/new").await;
     assert!(
         page.contains("<code>blog</code>") && page.contains("<code>media</code>"),
         "{page}"
     );
-    let token = token_in(&page).unwrap();
-    let res = client
-        .post(format!("{base}/dumps"))
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("with_data", "1"),
-            ("with_storages", "1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = web
+        .post_form(
+            "/dumps/new",
+            "/dumps",
+            &[("with_data", "1"), ("with_storages", "1")],
+        )
+        .await;
     let id = dump_id_of(&res);
     let mut status = String::new();
     for _ in 0..1200 {
-        let html = client
-            .get(format!("{base}/dumps/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = web.page(&format!("/dumps/{id}")).await;
         status = text_of_id(&html, "status").unwrap();
         if status != "created" && status != "pending" {
             break;
@@ -451,52 +354,19 @@ async fn demo_starts_the_product() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(status, "processed");
-    let pid = server.0.as_ref().unwrap().id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut child = server.0.take().unwrap();
-    assert!(
-        tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(server.signal("TERM").await.success());
 
     // Again: the same workspace and registry, the password kept.
-    let (_server, base, said) = start(None).await;
+    let server = start(None).await;
+    let said = &server.said;
     assert!(
         said.contains("Using the demo workspace") && said.contains("password unchanged"),
         "{said}"
     );
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let html = client
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = token_in(&html).unwrap();
-    let res = client
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("username", "admin"),
-            ("password", "demo password 1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let list = res.text().await.unwrap();
+    let web = server.web();
+    let res = web.login_response("admin", "demo password 1").await;
+    let next = res.headers()["location"].to_str().unwrap().to_string();
+    let list = web.page(&next).await;
     assert!(
         list.contains(&format!("href=\"/dumps/{id}\"")),
         "the first run's dump is listed"

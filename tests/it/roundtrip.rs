@@ -1,8 +1,7 @@
 //! dump → load into an empty database with the same schema: identical rows,
 //! identical storage trees.
 
-mod common;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -114,7 +113,7 @@ fn rows(db: &Path) -> BTreeMap<String, Vec<Vec<Value>>> {
 }
 
 fn media(root: &Path) {
-    common::write_files(
+    support::write_files(
         root,
         [
             ("media/README.txt", "read me\n"),
@@ -136,7 +135,7 @@ fn media(root: &Path) {
 /// What a user compares: kinds, contents and link targets (not modes, which
 /// the loader never takes from an archive).
 fn tree(root: &Path) -> BTreeMap<String, (&'static str, String)> {
-    common::snapshot(root)
+    support::snapshot(root)
         .into_iter()
         .map(|(k, n)| (k, (n.kind, n.digest)))
         .collect()
@@ -144,10 +143,10 @@ fn tree(root: &Path) -> BTreeMap<String, (&'static str, String)> {
 
 #[test]
 fn dump_then_load_gives_identical_rows_and_trees() {
-    let src = common::temp_dir();
+    let src = support::temp_dir();
     fill(&src.path().join("app.db"));
     media(src.path());
-    let src_config = common::write_config(
+    let src_config = support::write_config(
         src.path(),
         r#"
 [data]
@@ -172,7 +171,7 @@ is_drain = true
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let run = common::run(common::diskette(&src_config, &["dump"]), LIMIT);
+    let run = support::run(support::diskette(&src_config, &["dump"]), LIMIT);
     assert!(run.success(), "{}", run.stderr);
     let checksum = run.stdout.trim().to_string();
     let archive = fs::read_dir(src.path().join("dumps"))
@@ -182,16 +181,16 @@ is_drain = true
         .unwrap()
         .path();
 
-    let dst = common::temp_dir();
+    let dst = support::temp_dir();
     let conn = rusqlite::Connection::open(dst.path().join("target.db")).unwrap();
     conn.execute_batch(SCHEMA).unwrap();
     drop(conn);
-    let dst_config = common::write_config(
+    let dst_config = support::write_config(
         dst.path(),
         "[data]\ndatabase_url = \"sqlite://target.db\"\n[load]\nstorages_basepath = \"site\"\n",
     );
     let args = ["load", archive.to_str().unwrap(), "--checksum", &checksum];
-    let run = common::run(common::diskette(&dst_config, &args), LIMIT);
+    let run = support::run(support::diskette(&dst_config, &args), LIMIT);
     assert!(run.success(), "{}", run.stderr);
 
     assert_eq!(
@@ -231,7 +230,7 @@ is_drain = true
     assert!(archive.exists());
 
     // Loading again upserts the same rows: still identical.
-    let run = common::run(common::diskette(&dst_config, &args), LIMIT);
+    let run = support::run(support::diskette(&dst_config, &args), LIMIT);
     assert!(run.success(), "{}", run.stderr);
     assert_eq!(
         rows(&src.path().join("app.db")),

@@ -1,9 +1,7 @@
 //! The registry's rules (DESIGN §3), through the web admin of a real server
 //! and, where a rule is about what SQL allows, straight in the database.
 
-mod common_web;
-
-use common_web::*;
+use crate::support::app::*;
 use diskette::registry::db::Outcome;
 use diskette::registry::{Actor, Checksum, DumpStatus, OptionSet};
 use reqwest::StatusCode;
@@ -12,7 +10,7 @@ use reqwest::StatusCode;
 async fn rule1_an_archive_never_holds_neither() {
     let app = spawn_app().await;
     let client = app.login(STAFF).await;
-    let res = app.post_form(&client, "/dumps/new", "/dumps", &[]).await;
+    let res = client.post_form("/dumps/new", "/dumps", &[]).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.unwrap().contains("cannot hold neither"));
     let (_, total) = app.registry.list(&Default::default(), 10, 0).await.unwrap();
@@ -30,17 +28,17 @@ async fn rule1_an_archive_never_holds_neither() {
 async fn rule2_and_5_the_new_dump_replaces_the_old_one_whose_file_is_purged() {
     let app = spawn_app().await;
     let client = app.login(STAFF).await;
-    let first = app.create_dump(&client, true, true).await;
+    let first = client.create_dump(true, true).await;
     assert_eq!(app.wait_finished(first).await, DumpStatus::Processed);
     let first_dump = app.dump(first).await;
     assert!(first_dump.is_available());
     let first_file = app.archive_path(&first_dump);
     assert!(first_file.is_file());
     // Another option set is independent.
-    let data_only = app.create_dump(&client, true, false).await;
+    let data_only = client.create_dump(true, false).await;
     assert_eq!(app.wait_finished(data_only).await, DumpStatus::Processed);
 
-    let second = app.create_dump(&client, true, true).await;
+    let second = client.create_dump(true, true).await;
     assert_eq!(app.wait_finished(second).await, DumpStatus::Processed);
     let (old, new) = (app.dump(first).await, app.dump(second).await);
     assert!(old.deprecated && !old.is_available());
@@ -71,10 +69,10 @@ async fn rule2_a_failed_dump_leaves_the_previous_one_available() {
     })
     .await;
     let client = app.login(STAFF).await;
-    let good = app.create_dump(&client, false, true).await;
+    let good = client.create_dump(false, true).await;
     assert_eq!(app.wait_finished(good).await, DumpStatus::Processed);
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
-    let bad = app.create_dump(&client, false, true).await;
+    let bad = client.create_dump(false, true).await;
     assert_eq!(app.wait_finished(bad).await, DumpStatus::Failed);
     // Rule 7: the failure is recorded, with its logs, and leaves no file.
     let failed = app.dump(bad).await;
@@ -161,7 +159,7 @@ async fn rule2_concurrent_creation_of_one_set_ends_with_exactly_one_available() 
     })
     .await;
     let client = app.login(STAFF).await;
-    let token = app.csrf(&client, "/dumps/new").await;
+    let token = client.csrf("/dumps/new").await;
     let mut requests = Vec::new();
     for _ in 0..12 {
         let (client, url, token) = (client.clone(), app.url("/dumps"), token.clone());
@@ -209,11 +207,11 @@ async fn rule2_concurrent_creation_of_one_set_ends_with_exactly_one_available() 
 async fn rule3_deprecation_is_irreversible_from_every_path() {
     let app = spawn_app().await;
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, true, false).await;
+    let id = client.create_dump(true, false).await;
     app.wait_finished(id).await;
     let detail = format!("/dumps/{id}");
-    let res = app
-        .post_form(&client, &detail, &format!("/dumps/{id}/deprecate"), &[])
+    let res = client
+        .post_form(&detail, &format!("/dumps/{id}/deprecate"), &[])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let dump = app.dump(id).await;
@@ -223,8 +221,8 @@ async fn rule3_deprecation_is_irreversible_from_every_path() {
     );
     assert!(!app.archive_path(&dump).exists());
     // Deprecating again changes nothing and keeps it deprecated.
-    let res = app
-        .post_form(&client, &detail, &format!("/dumps/{id}/deprecate"), &[])
+    let res = client
+        .post_form(&detail, &format!("/dumps/{id}/deprecate"), &[])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(app.dump(id).await.deprecated);
@@ -239,14 +237,7 @@ async fn rule3_deprecation_is_irreversible_from_every_path() {
             .contains("cannot be un-deprecated")
     );
     // The detail page offers no deprecation any more, and no download.
-    let html = client
-        .get(app.url(&detail))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(&detail).await;
     assert!(!html.contains("/deprecate\""));
     assert!(!html.contains("/download\""));
     app.stop().await;
@@ -256,14 +247,13 @@ async fn rule3_deprecation_is_irreversible_from_every_path() {
 async fn rule3_bulk_deprecate_and_superuser_delete() {
     let app = spawn_app().await;
     let staff = app.login(STAFF).await;
-    let a = app.create_dump(&staff, true, false).await;
-    let b = app.create_dump(&staff, false, true).await;
+    let a = staff.create_dump(true, false).await;
+    let b = staff.create_dump(false, true).await;
     app.wait_finished(a).await;
     app.wait_finished(b).await;
     let (a_s, b_s) = (a.to_string(), b.to_string());
-    let res = app
+    let res = staff
         .post_form(
-            &staff,
             "/dumps",
             "/dumps/bulk",
             &[("action", "deprecate"), ("ids", &a_s), ("ids", &b_s)],
@@ -272,9 +262,8 @@ async fn rule3_bulk_deprecate_and_superuser_delete() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(app.dump(a).await.deprecated && app.dump(b).await.deprecated);
     // Hard delete needs a superuser.
-    let res = app
+    let res = staff
         .post_form(
-            &staff,
             "/dumps",
             "/dumps/bulk",
             &[("action", "delete"), ("ids", &a_s)],
@@ -283,9 +272,8 @@ async fn rule3_bulk_deprecate_and_superuser_delete() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(app.registry.dump(a).await.unwrap().is_some());
     let admin = app.login(ADMIN).await;
-    let res = app
+    let res = admin
         .post_form(
-            &admin,
             "/dumps",
             "/dumps/bulk",
             &[("action", "delete"), ("ids", &a_s)],
@@ -303,14 +291,7 @@ async fn rule3_bulk_deprecate_and_superuser_delete() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     // The history remembers.
-    let actions = admin
-        .get(app.url("/actions"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let actions = admin.page("/actions").await;
     for verb in ["created", "deprecated", "deleted"] {
         assert!(actions.contains(verb), "{verb}");
     }
@@ -321,7 +302,7 @@ async fn rule3_bulk_deprecate_and_superuser_delete() {
 async fn rule4_a_finished_dump_cannot_change() {
     let app = spawn_app().await;
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, true, true).await;
+    let id = client.create_dump(true, true).await;
     app.wait_finished(id).await;
     for update in [
         "UPDATE dumps SET with_data = 0 WHERE id = ?",
@@ -358,9 +339,9 @@ async fn rule5_without_auto_purge_files_stay() {
     })
     .await;
     let client = app.login(STAFF).await;
-    let first = app.create_dump(&client, true, false).await;
+    let first = client.create_dump(true, false).await;
     app.wait_finished(first).await;
-    let second = app.create_dump(&client, true, false).await;
+    let second = client.create_dump(true, false).await;
     app.wait_finished(second).await;
     let old = app.dump(first).await;
     assert!(old.deprecated && old.purged_at.is_none());
@@ -381,21 +362,14 @@ async fn dump_list_filters_and_pages() {
     let client = app.login(STAFF).await;
     let mut last = None;
     for i in 0..27 {
-        let id = app.create_dump(&client, i % 3 != 1, i % 3 != 0).await;
+        let id = client.create_dump(i % 3 != 1, i % 3 != 0).await;
         last = Some(id);
     }
     app.wait_finished(last.unwrap()).await;
     for id in 1..=27i64 {
         app.wait_finished(id.into()).await;
     }
-    let page1 = client
-        .get(app.url("/dumps"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page1 = client.page("/dumps").await;
     let doc = scraper::Html::parse_document(&page1);
     let rows = scraper::Selector::parse("table.dumps tbody tr").unwrap();
     assert_eq!(doc.select(&rows).count(), 25, "25 per page");
@@ -407,26 +381,12 @@ async fn dump_list_filters_and_pages() {
         .text()
         .collect::<String>();
     assert_eq!(newest, "27", "newest first");
-    let page2 = client
-        .get(app.url("/dumps?page=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page2 = client.page("/dumps?page=2").await;
     assert_eq!(
         scraper::Html::parse_document(&page2).select(&rows).count(),
         2
     );
-    let available = client
-        .get(app.url("/dumps?available=yes"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let available = client.page("/dumps?available=yes").await;
     assert_eq!(
         scraper::Html::parse_document(&available)
             .select(&rows)
@@ -434,14 +394,7 @@ async fn dump_list_filters_and_pages() {
         3,
         "one per option set"
     );
-    let data_only = client
-        .get(app.url("/dumps?options=data&status=processed"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let data_only = client.page("/dumps?options=data&status=processed").await;
     assert_eq!(
         scraper::Html::parse_document(&data_only)
             .select(&rows)
@@ -539,7 +492,7 @@ async fn an_engine_panic_fails_the_dump_not_the_service() {
     })
     .await;
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, true, false).await;
+    let id = client.create_dump(true, false).await;
     assert_eq!(app.wait_finished(id).await, DumpStatus::Failed);
     assert!(
         app.dump(id)
@@ -548,7 +501,7 @@ async fn an_engine_panic_fails_the_dump_not_the_service() {
             .unwrap()
             .contains("stopped unexpectedly")
     );
-    let next = app.create_dump(&client, false, true).await;
+    let next = client.create_dump(false, true).await;
     assert_eq!(app.wait_finished(next).await, DumpStatus::Failed);
     let res = client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

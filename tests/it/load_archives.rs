@@ -1,26 +1,14 @@
 //! `diskette load` on the archives made by Diskette 0.6.0
-//! (`shared/fixtures/diskette-0.6.0/`), and what a load does to an existing
+//! (`tests/fixtures/diskette-0.6.0/`), and what a load does to an existing
 //! destination: replaced on success, untouched on any failure.
 
-mod common;
-
+use crate::support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn reference(name: &str) -> PathBuf {
-    common::shared_dir()
-        .join("fixtures/diskette-0.6.0")
-        .join(name)
-}
-
-fn b2(name: &str) -> String {
-    let text = fs::read_to_string(reference(&format!("{name}.b2"))).unwrap();
-    text.split_whitespace().next().unwrap().to_string()
-}
 
 /// A site: a configuration whose storages destination is `dest`, prefilled.
 struct Site {
@@ -31,18 +19,18 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let dest = dir.path().join("site/dest");
-        let config = common::write_config(
+        let config = support::write_config(
             &dir.path().join("config"),
             &format!(
                 "[load]\nstorages_basepath = {}\nmax_unpacked_bytes = 67108864\n\
                  [data]\ndatabase_url = {}\n",
-                common::toml_path(&dest),
-                common::toml_string(&format!("sqlite://{}", dir.path().join("app.db").display())),
+                support::toml_path(&dest),
+                support::toml_string(&format!("sqlite://{}", dir.path().join("app.db").display())),
             ),
         );
-        common::write_files(
+        support::write_files(
             &dest,
             [
                 ("media/old.txt", "old media\n"),
@@ -53,16 +41,16 @@ impl Site {
         Site { dir, dest, config }
     }
 
-    fn load(&self, archive: &Path, args: &[&str]) -> common::Run {
+    fn load(&self, archive: &Path, args: &[&str]) -> support::Run {
         let mut all = vec!["load", archive.to_str().unwrap()];
         all.extend_from_slice(args);
-        let mut cmd = common::diskette(&self.config, &all);
+        let mut cmd = support::diskette(&self.config, &all);
         cmd.current_dir(self.dir.path());
-        common::run(cmd, LIMIT)
+        support::run(cmd, LIMIT)
     }
 
-    fn snapshot(&self) -> std::collections::BTreeMap<String, common::Node> {
-        common::snapshot(&self.dest)
+    fn snapshot(&self) -> std::collections::BTreeMap<String, support::Node> {
+        support::snapshot(&self.dest)
     }
 }
 
@@ -71,7 +59,7 @@ fn gnu_tar_tree(
     archive: &Path,
     storage: &str,
 ) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let status = Command::new("tar")
         .arg("xzf")
         .arg(archive)
@@ -80,7 +68,7 @@ fn gnu_tar_tree(
         .status()
         .expect("run tar");
     assert!(status.success(), "tar xzf {}", archive.display());
-    common::tree(&dir.path().join(storage))
+    support::tree(&dir.path().join(storage))
 }
 
 fn no_leftovers(dest: &Path) {
@@ -98,7 +86,7 @@ fn no_leftovers(dest: &Path) {
 fn storages_match_gnu_tar() {
     for name in ["storages.tar.gz", "data_storages.tar.gz"] {
         let site = Site::new();
-        let archive = reference(name);
+        let archive = support::reference(name);
         let run = site.load(&archive, &["--no-data"]);
         assert!(run.success(), "{name}: {}", run.stderr);
         assert!(
@@ -107,7 +95,7 @@ fn storages_match_gnu_tar() {
             run.stderr
         );
         assert_eq!(
-            common::tree(&site.dest.join("media")),
+            support::tree(&site.dest.join("media")),
             gnu_tar_tree(&archive, "media"),
             "{name}"
         );
@@ -127,17 +115,17 @@ fn storages_match_gnu_tar() {
 fn data_only_archive_leaves_storages_alone() {
     let site = Site::new();
     let before = site.snapshot();
-    let run = site.load(&reference("data.tar.gz"), &["--no-data"]);
+    let run = site.load(&support::reference("data.tar.gz"), &["--no-data"]);
     assert!(run.success(), "{}", run.stderr);
     assert!(run.stderr.contains("holds no storages"), "{}", run.stderr);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 }
 
 #[test]
 fn checksum_is_verified_before_anything_is_written() {
     let site = Site::new();
-    let archive = reference("storages.tar.gz");
-    let good = b2("storages.tar.gz");
+    let archive = support::reference("storages.tar.gz");
+    let good = support::reference_b2("storages.tar.gz");
     let mut wrong = good.clone().into_bytes();
     wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
     let wrong = String::from_utf8(wrong).unwrap();
@@ -151,7 +139,7 @@ fn checksum_is_verified_before_anything_is_written() {
         "{}",
         run.stderr
     );
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 
     let run = site.load(&archive, &["--no-data", "--checksum", &good.to_uppercase()]);
     assert!(run.success(), "{}", run.stderr);
@@ -171,12 +159,12 @@ fn checksum_is_verified_before_anything_is_written() {
 fn no_storages_changes_nothing_in_the_destination() {
     let site = Site::new();
     let before = site.snapshot();
-    let run = site.load(&reference("storages.tar.gz"), &["--no-storages"]);
+    let run = site.load(&support::reference("storages.tar.gz"), &["--no-storages"]);
     assert!(run.success(), "{}", run.stderr);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 
     let run = site.load(
-        &reference("storages.tar.gz"),
+        &support::reference("storages.tar.gz"),
         &["--no-storages", "--no-data"],
     );
     assert!(!run.success());
@@ -189,15 +177,15 @@ fn storages_basepath_option_overrides_the_configuration() {
     let before = site.snapshot();
     let other = site.dir.path().join("elsewhere/deeper");
     let run = site.load(
-        &reference("storages.tar.gz"),
+        &support::reference("storages.tar.gz"),
         &["--no-data", "--storages-basepath", other.to_str().unwrap()],
     );
     assert!(run.success(), "{}", run.stderr);
     assert_eq!(
-        common::tree(&other.join("media")),
-        gnu_tar_tree(&reference("storages.tar.gz"), "media")
+        support::tree(&other.join("media")),
+        gnu_tar_tree(&support::reference("storages.tar.gz"), "media")
     );
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
     no_leftovers(&other);
 }
 
@@ -217,8 +205,8 @@ fn missing_archive_is_a_clear_error() {
 fn failed_load_leaves_the_destination_untouched() {
     let site = Site::new();
     let archive = site.dir.path().join("bad.tar.gz");
-    let manifest = common::manifest(None, Some(&["media", "uploads"]));
-    common::write_tar_gz(
+    let manifest = support::manifest(None, Some(&["media", "uploads"]));
+    support::write_tar_gz(
         &archive,
         &[
             ("manifest.json", Some(manifest.as_bytes())),
@@ -229,17 +217,17 @@ fn failed_load_leaves_the_destination_untouched() {
     let run = site.load(&archive, &[]);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("storage \"uploads\""), "{}", run.stderr);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 }
 
 #[test]
 fn unusable_storage_target_is_refused_before_any_swap() {
     let site = Site::new();
     // `other` is a file in the destination: `other/sub` cannot be restored.
-    common::write_files(&site.dest, [("other", "a file\n")]);
+    support::write_files(&site.dest, [("other", "a file\n")]);
     let archive = site.dir.path().join("two.tar.gz");
-    let manifest = common::manifest(None, Some(&["media", "other/sub"]));
-    common::write_tar_gz(
+    let manifest = support::manifest(None, Some(&["media", "other/sub"]));
+    support::write_tar_gz(
         &archive,
         &[
             ("manifest.json", Some(manifest.as_bytes())),
@@ -251,22 +239,22 @@ fn unusable_storage_target_is_refused_before_any_swap() {
     let run = site.load(&archive, &[]);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("not a directory"), "{}", run.stderr);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 }
 
 #[test]
 fn missing_basepath_is_created_and_removed_again_on_failure() {
     let site = Site::new();
     let archive = site.dir.path().join("bad.tar.gz");
-    let manifest = common::manifest(None, Some(&["media"]));
-    common::write_tar_gz(&archive, &[("manifest.json", Some(manifest.as_bytes()))]);
+    let manifest = support::manifest(None, Some(&["media"]));
+    support::write_tar_gz(&archive, &[("manifest.json", Some(manifest.as_bytes()))]);
     let fresh = site.dir.path().join("fresh/base");
     let run = site.load(&archive, &["--storages-basepath", fresh.to_str().unwrap()]);
     assert_eq!(run.code, Some(1));
     assert!(!site.dir.path().join("fresh").exists());
 
     let run = site.load(
-        &reference("storages.tar.gz"),
+        &support::reference("storages.tar.gz"),
         &["--no-data", "--storages-basepath", fresh.to_str().unwrap()],
     );
     assert!(run.success(), "{}", run.stderr);
@@ -276,10 +264,10 @@ fn missing_basepath_is_created_and_removed_again_on_failure() {
 #[test]
 fn nested_storage_replaces_only_itself() {
     let site = Site::new();
-    common::write_files(&site.dest, [("media/private/secret.txt", "old secret\n")]);
+    support::write_files(&site.dest, [("media/private/secret.txt", "old secret\n")]);
     let archive = site.dir.path().join("nested.tar.gz");
-    let manifest = common::manifest(None, Some(&["media/private", "fresh/one"]));
-    common::write_tar_gz(
+    let manifest = support::manifest(None, Some(&["media/private", "fresh/one"]));
+    support::write_tar_gz(
         &archive,
         &[
             ("./", None),
@@ -307,7 +295,7 @@ fn nested_storage_replaces_only_itself() {
 #[test]
 fn data_files_can_be_excluded_or_skipped_by_size() {
     let site = Site::new();
-    let archive = reference("data.tar.gz");
+    let archive = support::reference("data.tar.gz");
     let run = site.load(
         &archive,
         &[
@@ -333,13 +321,13 @@ fn data_files_can_be_excluded_or_skipped_by_size() {
     );
     assert!(!site.dir.path().join("app.db").exists());
 
-    let big = common::write_config(
+    let big = support::write_config(
         &site.dir.path().join("config2"),
         "[load]\nmin_data_size = 1000000\n",
     );
-    let mut cmd = common::diskette(&big, &["load", archive.to_str().unwrap(), "--no-storages"]);
+    let mut cmd = support::diskette(&big, &["load", archive.to_str().unwrap(), "--no-storages"]);
     cmd.current_dir(site.dir.path());
-    let run = common::run(cmd, LIMIT);
+    let run = support::run(cmd, LIMIT);
     assert!(run.success(), "{}", run.stderr);
     assert!(
         run.stderr.contains("under [load] min_data_size"),
@@ -376,14 +364,14 @@ fn count(db: &Path, table: &str) -> i64 {
 fn loads_blog_fixture_with_the_sql_engine_and_storages() {
     let site = Site::new();
     let db = create_app_db(&site);
-    let archive = reference("data_storages.tar.gz");
+    let archive = support::reference("data_storages.tar.gz");
     let run = site.load(
         &archive,
         &[
             "--exclude-data",
             "djangocontribauth.json",
             "--checksum",
-            &b2("data_storages.tar.gz"),
+            &support::reference_b2("data_storages.tar.gz"),
         ],
     );
     assert!(run.success(), "{}", run.stderr);
@@ -413,7 +401,7 @@ fn loads_blog_fixture_with_the_sql_engine_and_storages() {
         .unwrap();
     assert_eq!(cafe, "Café & Culture");
     assert_eq!(
-        common::tree(&site.dest.join("media")),
+        support::tree(&site.dest.join("media")),
         gnu_tar_tree(&archive, "media")
     );
 }
@@ -423,7 +411,7 @@ fn unmappable_fixture_fails_the_whole_load_before_anything_changes() {
     let site = Site::new();
     let db = create_app_db(&site);
     let before = site.snapshot();
-    let run = site.load(&reference("data_storages.tar.gz"), &[]);
+    let run = site.load(&support::reference("data_storages.tar.gz"), &[]);
     assert!(!run.success());
     // auth.group's permissions are a many-to-many list of natural keys.
     assert!(
@@ -439,7 +427,7 @@ fn unmappable_fixture_fails_the_whole_load_before_anything_changes() {
         .unwrap();
     assert_eq!(name, "Before");
     assert_eq!(count(&db, "blog_article"), 0);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 }
 
 #[test]
@@ -451,7 +439,7 @@ fn unknown_model_fails_clearly() {
     drop(conn);
     let before = site.snapshot();
     let run = site.load(
-        &reference("data.tar.gz"),
+        &support::reference("data.tar.gz"),
         &["--exclude-data", "djangocontribauth.json"],
     );
     assert!(!run.success());
@@ -461,5 +449,5 @@ fn unknown_model_fails_clearly() {
         run.stderr
     );
     assert_eq!(count(&db, "blog_article"), 0);
-    assert!(common::diff(&before, &site.snapshot()).is_empty());
+    assert!(support::diff(&before, &site.snapshot()).is_empty());
 }

@@ -7,14 +7,12 @@
 //! Needs `chromium` and `chromium-driver` (Debian). Without them the test is
 //! skipped loudly, unless `CI` is set: then it fails.
 
-mod common_web;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common_web::*;
+use crate::support::app::*;
 use serde_json::{Value, json};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";

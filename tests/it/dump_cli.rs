@@ -4,30 +4,17 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{self, Run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_diskette");
+const LIMIT: Duration = Duration::from_secs(120);
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/diskette-0.6.0")
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("diskette.toml"))
-        .args(args)
-        .env_remove("DISKETTE_CONFIG")
-        .output()
-        .expect("run diskette")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// `diskette ARGS` with the configuration of the site in `dir`.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    support::run(support::diskette(&dir.join("diskette.toml"), args), LIMIT)
 }
 
 #[derive(Debug, PartialEq)]
@@ -95,7 +82,7 @@ fn write_config(dir: &Path, body: &str) {
 fn sample_tree(site: &Path) {
     let status = Command::new("tar")
         .arg("xzf")
-        .arg(fixtures().join("storages.tar.gz"))
+        .arg(crate::support::reference("storages.tar.gz"))
         .arg("-C")
         .arg(site)
         .arg("--exclude=manifest.json")
@@ -131,7 +118,7 @@ fn storages_layout_matches_the_original() {
     sample_tree(site.path());
     write_config(site.path(), SAMPLE_CONFIG);
     let out = run(site.path(), &["dump", "--no-data"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
 
     let ours = archives(site.path());
     assert_eq!(ours.len(), 1);
@@ -142,7 +129,7 @@ fn storages_layout_matches_the_original() {
     );
 
     let ours = members(&ours[0]);
-    let theirs = members(&fixtures().join("storages.tar.gz"));
+    let theirs = members(&crate::support::reference("storages.tar.gz"));
     // Same files with the same bytes (the manifest differs by version and date);
     // excluded files absent.
     let mut ours_files = files_of(&ours);
@@ -202,7 +189,7 @@ models = ["blog.category", "blog_article"]
 "#,
     );
     let out = run(site.path(), &["dump", "--no-storages"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     let archive = archives(site.path()).pop().unwrap();
     let m = members(&archive);
     let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
@@ -247,8 +234,8 @@ fn system_tar_gzip_and_b2sum_agree() {
         ),
     );
     let out = run(site.path(), &["dump"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed = stdout(&out).trim().to_string();
+    assert!(out.success(), "{}", out.stderr);
+    let printed = out.stdout.trim().to_string();
     assert_eq!(
         printed.len(),
         128,
@@ -306,8 +293,8 @@ fn nothing_to_dump_is_an_error_and_writes_nothing() {
     write_config(site.path(), "[dump]\npath = \"dumps\"\n");
     for args in [&["dump", "--no-data", "--no-storages"][..], &["dump"][..]] {
         let out = run(site.path(), args);
-        assert!(!out.status.success());
-        let err = stderr(&out);
+        assert!(!out.success());
+        let err = &out.stderr;
         assert!(err.contains("nothing to dump"), "{err}");
         assert_eq!(
             err.lines().filter(|l| l.starts_with("error:")).count(),
@@ -341,8 +328,8 @@ fn storage_rules_are_checked_before_anything_is_written() {
             &format!("[storages]\nbasepath = \".\"\npaths = {paths}\n[dump]\npath = \"dumps\"\n"),
         );
         let out = run(site.path(), &["dump", "--no-data"]);
-        assert!(!out.status.success(), "{paths}");
-        let err = stderr(&out);
+        assert!(!out.success(), "{paths}");
+        let err = &out.stderr;
         assert!(err.contains(expected), "{paths}: {err}");
         assert!(!site.path().join("dumps").exists(), "{paths}");
     }
@@ -366,8 +353,8 @@ dump_command = ["sh", "-c", "echo partial; echo 'database is locked' >&2; exit 3
 "#,
     );
     let out = run(site.path(), &["dump"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.success());
+    let err = &out.stderr;
     assert!(
         err.contains("\"broken\"") && err.contains("database is locked"),
         "{err}"
@@ -392,7 +379,7 @@ dump_command = ["sh", "-c", "printf '[{\"model\": \"shop.item\", \"pk\": 1, \"fi
 "#,
     );
     let out = run(site.path(), &["dump"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     let files = files_of(&members(&archives(site.path()).pop().unwrap()));
     assert_eq!(
         String::from_utf8(files["data/shop-items.json"].clone()).unwrap(),
@@ -412,8 +399,8 @@ fn check_reports_and_writes_nothing() {
         ),
     );
     let out = run(site.path(), &["dump", "--check"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report = stdout(&out);
+    assert!(out.success(), "{}", out.stderr);
+    let report = &out.stdout;
     assert!(
         report.contains("blog_article (blog.article): 2 rows"),
         "{report}"
@@ -438,7 +425,7 @@ fn excludes_can_be_ignored() {
             "all{features}.tar.gz",
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     let archive = site.path().join("dumps/all_storages.tar.gz");
     let files = files_of(&members(&archive));
     assert!(files.contains_key("media/cache/sub/thumb-2.jpg"));
@@ -448,7 +435,7 @@ fn excludes_can_be_ignored() {
         site.path(),
         &["dump", "--no-data", "--filename", "all{features}.tar.gz"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     assert!(site.path().join("dumps/all_storages_2.tar.gz").exists());
     assert_eq!(files_of(&members(&archive)), files);
 }
@@ -457,19 +444,19 @@ fn excludes_can_be_ignored() {
 fn configuration_errors_are_one_line() {
     let site = tempfile::tempdir().unwrap();
     let out = run(site.path(), &["dump"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.success());
+    let err = &out.stderr;
     assert!(
         err.contains("diskette.toml") && err.contains("not found"),
         "{err}"
     );
 
     write_config(site.path(), "[dump]\npath = 3\n");
-    let err = stderr(&run(site.path(), &["dump"]));
+    let err = run(site.path(), &["dump"]).stderr;
     assert!(err.contains("dump.path"), "{err}");
 
     write_config(site.path(), "[storage]\npaths = []\n");
-    let err = stderr(&run(site.path(), &["dump"]));
+    let err = run(site.path(), &["dump"]).stderr;
     assert!(err.contains("storage"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
@@ -483,8 +470,8 @@ fn unknown_model_names_the_definition() {
         "[data]\ndatabase_url = \"sqlite://app.db\"\n[dump]\npath = \"dumps\"\n[[apps]]\nname = \"shop\"\nmodels = [\"shop.item\"]\n",
     );
     let out = run(site.path(), &["dump"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.success());
+    let err = &out.stderr;
     assert!(
         err.contains("\"shop\"") && err.contains("shop.item"),
         "{err}"
@@ -515,15 +502,14 @@ fn write_failure_leaves_no_partial_file() {
     std::fs::create_dir_all(site.path().join("dumps")).unwrap();
     // 1024-byte blocks: the archive cannot exceed 1 MiB. SIGXFSZ is ignored so
     // the write returns an error instead of killing the process.
-    let out = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg("trap '' XFSZ; ulimit -f 1024; exec \"$0\" --config \"$1\" dump --no-data")
         .arg(BIN)
-        .arg(site.path().join("diskette.toml"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+        .arg(site.path().join("diskette.toml"));
+    let out = support::run(cmd, LIMIT);
+    assert!(!out.success());
+    let err = &out.stderr;
     assert!(
         err.contains("error:") && err.to_lowercase().contains("too large"),
         "{err}"
@@ -553,8 +539,8 @@ fn symlinks_inside_are_kept_outside_are_skipped_with_a_warning() {
         "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n",
     );
     let out = run(site.path(), &["dump", "--no-data"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert!(out.success(), "{}", out.stderr);
+    let err = &out.stderr;
     assert!(err.contains("warning: symlink media/escape"), "{err}");
     assert!(err.contains("warning: symlink media/dangling"), "{err}");
     let m = members(&archives(site.path()).pop().unwrap());
@@ -590,9 +576,9 @@ is_drain = true
 "#,
     );
     let out = run(site.path(), &["apps"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     assert_eq!(
-        stdout(&out),
+        out.stdout,
         "blog -> data/blog.json\n  engine: built-in SQL engine\n  - blog_category (blog.category)\n\
          auth -> data/auth.json\n  engine: command\n  dump: python manage.py dumpdata auth\n  load: python manage.py loaddata {file}\n\
          rest -> data/rest.json\n  engine: drain, built-in SQL engine\n  - django_site (django.site)\n"
@@ -607,12 +593,16 @@ fn every_command_explains_itself() {
         &["load", "--help"],
         &["apps", "--help"],
     ] {
-        let out = Command::new(BIN).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}");
-        let text = stdout(&out);
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        let out = support::run(cmd, LIMIT);
+        assert!(out.success(), "{args:?}");
+        let text = &out.stdout;
         assert!(text.contains("Usage: diskette"), "{args:?}: {text}");
     }
-    let out = Command::new(BIN).args(["dump", "--help"]).output().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["dump", "--help"]);
+    let out = support::run(cmd, LIMIT);
     for flag in [
         "--no-data",
         "--no-storages",
@@ -621,7 +611,7 @@ fn every_command_explains_itself() {
         "--filename",
         "--check",
     ] {
-        assert!(stdout(&out).contains(flag), "{flag}");
+        assert!(out.stdout.contains(flag), "{flag}");
     }
 }
 
@@ -637,12 +627,12 @@ fn save_refuses_an_option_set_the_configuration_cannot_fill() {
         "[storages]\npaths = [\"media\"]\n[dump]\npath = \"dumps\"\n",
     );
     let out = run(site.path(), &["dump", "--save"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.success());
+    let err = &out.stderr;
     assert!(err.contains("no application is defined"), "{err}");
     assert!(archives(site.path()).is_empty());
     // The storages-only option set is saved.
     let out = run(site.path(), &["dump", "--save", "--no-data"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.success(), "{}", out.stderr);
     assert_eq!(archives(site.path()).len(), 1);
 }

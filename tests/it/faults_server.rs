@@ -3,27 +3,16 @@
 //! dump is still downloadable with its checksum, and a new dump succeeds.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use diskette::Config;
 use diskette::registry::{Actor, DumpId, DumpStatus, OptionSet, Registry};
 
-mod common_web;
+use crate::support::noise;
+use crate::support::process::ServerProcess;
 
-use common_web::{KillOnDrop, noise, serve_process};
-
-struct Server(KillOnDrop, String);
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.0.0.as_ref().map(|c| c.id()).unwrap_or_default()
-    }
-}
-
-async fn serve(config: &Path, shell_prefix: &str) -> Server {
-    let (process, addr) = serve_process(config, shell_prefix).await;
-    Server(process, addr)
+async fn serve(config: &Path, shell_prefix: &str) -> ServerProcess {
+    ServerProcess::serve(config, shell_prefix).await
 }
 
 /// A site whose data comes from a command that sleeps while `slow` exists,
@@ -81,12 +70,12 @@ async fn wait_until(
 
 /// Download the latest available dump of `set` through the API; returns the
 /// checksum header and the bytes' BLAKE2b.
-async fn download_latest(server: &Server, key: &str) -> (String, String, reqwest::StatusCode) {
+async fn download_latest(
+    server: &ServerProcess,
+    key: &str,
+) -> (String, String, reqwest::StatusCode) {
     let res = reqwest::Client::new()
-        .get(format!(
-            "http://{}/api/dumps/latest?data=1&storages=1",
-            server.1
-        ))
+        .get(server.url("/api/dumps/latest?data=1&storages=1"))
         .bearer_auth(key)
         .send()
         .await
@@ -154,17 +143,9 @@ async fn kill_9_in_the_middle_of_a_dump() {
             .any(|n| n.starts_with(diskette::dump::TEMP_PREFIX)),
         "the job has temporary files: {leftovers:?}"
     );
-    let pid = server.pid();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    drop(server);
-    // The sleeping data command was a child of the dead server.
-    let _ = Command::new("pkill").args(["-f", "sleep 60"]).status();
+    // The sleeping data command, a child of the dead server, ends with its
+    // process group.
+    server.signal("KILL").await;
 
     std::fs::remove_file(dir.path().join("slow")).unwrap();
     let server = serve(&config_path, "").await;

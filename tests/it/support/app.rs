@@ -1,7 +1,6 @@
 //! Shared helpers of the web integration tests: a real server on a random
 //! loopback port over a fresh demo workspace and registry, and an HTTP
 //! client that logs in and fills forms like a browser would.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,10 +9,10 @@ use std::time::Duration;
 use diskette::Config;
 use diskette::registry::{Archiver, DumpId, DumpStatus, Password, Registry, Username};
 use diskette::web::Server;
-use reqwest::{Client, Response, StatusCode};
-use scraper::{Html, Selector};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use super::web::{Web, dump_id_of, text_of_id};
 
 pub const ADMIN: &str = "admin";
 pub const STAFF: &str = "staff";
@@ -123,83 +122,16 @@ impl TestApp {
         }
     }
 
-    /// A browser-like client: cookies, no automatic redirects.
-    pub fn client(&self) -> Client {
-        Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+    /// A logged-out browser-like client of this server.
+    pub fn client(&self) -> Web {
+        Web::new(&self.base)
     }
 
-    /// The CSRF token of the first form of a page.
-    pub async fn csrf(&self, client: &Client, path: &str) -> String {
-        let res = client.get(self.url(path)).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
-        let html = res.text().await.unwrap();
-        token_in(&html).unwrap_or_else(|| panic!("no csrf_token on {path}"))
-    }
-
-    pub async fn login_response(
-        &self,
-        client: &Client,
-        username: &str,
-        password: &str,
-    ) -> Response {
-        let token = self.csrf(client, "/login").await;
-        client
-            .post(self.url("/login"))
-            .form(&[
-                ("csrf_token", token.as_str()),
-                ("username", username),
-                ("password", password),
-            ])
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// A logged-in client.
-    pub async fn login(&self, username: &str) -> Client {
-        let client = self.client();
-        let res = self.login_response(&client, username, PASSWORD).await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {username}");
-        client
-    }
-
-    /// POST a form of `page` (its token included) to `action`.
-    pub async fn post_form(
-        &self,
-        client: &Client,
-        page: &str,
-        action: &str,
-        fields: &[(&str, &str)],
-    ) -> Response {
-        let token = self.csrf(client, page).await;
-        let mut form: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
-        form.extend_from_slice(fields);
-        client
-            .post(self.url(action))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Create a dump from the web form; returns its id (from the 303).
-    pub async fn create_dump(&self, client: &Client, data: bool, storages: bool) -> DumpId {
-        let mut fields = Vec::new();
-        if data {
-            fields.push(("with_data", "1"));
-        }
-        if storages {
-            fields.push(("with_storages", "1"));
-        }
-        let res = self
-            .post_form(client, "/dumps/new", "/dumps", &fields)
-            .await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        dump_id_of(&res)
+    /// A client logged in as `username` (every test user has `PASSWORD`).
+    pub async fn login(&self, username: &str) -> Web {
+        let web = self.client();
+        web.log_in(username, PASSWORD).await;
+        web
     }
 
     /// Wait until the job of `id` has finished; returns its final status.
@@ -238,33 +170,6 @@ impl TestApp {
     }
 }
 
-pub fn dump_id_of(res: &Response) -> DumpId {
-    let location = res.headers()["location"].to_str().unwrap();
-    location
-        .strip_prefix("/dumps/")
-        .expect("redirect to a dump")
-        .parse()
-        .expect("an id")
-}
-
-pub fn token_in(html: &str) -> Option<String> {
-    let doc = Html::parse_document(html);
-    let sel = Selector::parse("input[name=csrf_token]").unwrap();
-    doc.select(&sel)
-        .next()
-        .and_then(|e| e.value().attr("value"))
-        .map(str::to_string)
-}
-
-/// Text of the element with this id.
-pub fn text_of_id(html: &str, id: &str) -> Option<String> {
-    let doc = Html::parse_document(html);
-    let sel = Selector::parse(&format!("#{id}")).unwrap();
-    doc.select(&sel)
-        .next()
-        .map(|e| e.text().collect::<String>())
-}
-
 pub fn b2sum(bytes: &[u8]) -> String {
     diskette::checksum::of_reader(bytes).unwrap()
 }
@@ -281,62 +186,4 @@ pub fn failing_switch() -> (Archiver, Arc<std::sync::atomic::AtomicBool>) {
         diskette::dump::dump(config, opts, progress)
     });
     (archiver, fail)
-}
-
-/// A server process left running by a failed assertion is killed.
-pub struct KillOnDrop(pub Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Start the real `diskette serve` on a random loopback port, through `sh`
-/// so that `shell_prefix` can set limits first (`ulimit -f 1024;`); the
-/// shell `exec`s, so the process is the server itself. Returns the process
-/// and its address.
-pub async fn serve_process(config_path: &Path, shell_prefix: &str) -> (KillOnDrop, String) {
-    let script = format!("{shell_prefix} exec \"$0\" --config \"$1\" serve --addr 127.0.0.1:0");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_diskette"))
-        .arg(config_path)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            if let Some(rest) = line.unwrap().split("serving on http://").nth(1) {
-                let addr = rest.trim().to_string();
-                // Keep draining so the server never writes into a full pipe.
-                std::thread::spawn(move || lines.for_each(drop));
-                return addr;
-            }
-        }
-        panic!("the server never said where it listens");
-    })
-    .await
-    .unwrap();
-    (KillOnDrop(Some(child)), addr)
-}
-
-/// Incompressible bytes (xorshift), cheap to make in a debug build.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }

@@ -1,9 +1,7 @@
 //! Downloads: headers, HEAD, ranges, conditional requests, a purge during a
 //! download, and the API-key flow of `diskette load --server`.
 
-mod common_web;
-
-use common_web::*;
+use crate::support::app::*;
 use diskette::registry::DumpStatus;
 use rand::RngCore;
 use reqwest::StatusCode;
@@ -26,7 +24,7 @@ async fn download_headers_head_ranges_and_conditionals() {
     let app = spawn_app().await;
     add_big_media(&app);
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, true, true).await;
+    let id = client.create_dump(true, true).await;
     assert_eq!(app.wait_finished(id).await, DumpStatus::Processed);
     let dump = app.dump(id).await;
     let (size, checksum) = (dump.size.unwrap() as u64, dump.checksum.clone().unwrap());
@@ -64,14 +62,7 @@ async fn download_headers_head_ranges_and_conditionals() {
         "the bytes match the displayed checksum"
     );
     // The detail page shows exactly that checksum and status.
-    let html = client
-        .get(app.url(&format!("/dumps/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.page(&format!("/dumps/{id}")).await;
     assert_eq!(text_of_id(&html, "checksum").unwrap(), checksum);
     assert_eq!(text_of_id(&html, "status").unwrap(), "processed");
     assert!(html.contains(&format!("href=\"/dumps/{id}/download\"")));
@@ -146,7 +137,7 @@ async fn a_purge_does_not_break_a_download_in_progress() {
     let app = spawn_app().await;
     add_big_media(&app);
     let client = app.login(STAFF).await;
-    let id = app.create_dump(&client, false, true).await;
+    let id = client.create_dump(false, true).await;
     app.wait_finished(id).await;
     let dump = app.dump(id).await;
     let path = app.archive_path(&dump);
@@ -164,7 +155,7 @@ async fn a_purge_does_not_break_a_download_in_progress() {
     );
 
     // A newer dump of the set deprecates this one and deletes its file.
-    let newer = app.create_dump(&client, false, true).await;
+    let newer = client.create_dump(false, true).await;
     app.wait_finished(newer).await;
     assert!(!path.exists(), "purged while being downloaded");
     let again = client
@@ -190,9 +181,9 @@ async fn a_purge_does_not_break_a_download_in_progress() {
     app.stop().await;
 }
 
-async fn create_key(app: &TestApp, admin: &reqwest::Client, name: &str) -> String {
-    let res = app
-        .post_form(admin, "/api-keys", "/api-keys", &[("name", name)])
+async fn create_key(admin: &Web, name: &str) -> String {
+    let res = admin
+        .post_form("/api-keys", "/api-keys", &[("name", name)])
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
@@ -203,7 +194,7 @@ async fn create_key(app: &TestApp, admin: &reqwest::Client, name: &str) -> Strin
 async fn api_keys_give_the_latest_dump_and_can_be_deprecated() {
     let app = spawn_app().await;
     let admin = app.login(ADMIN).await;
-    let key = create_key(&app, &admin, "staging").await;
+    let key = create_key(&admin, "staging").await;
     // Stored hashed; the list shows only a prefix.
     let stored: Vec<(String,)> = sqlx::query_as("SELECT key_hash FROM api_keys")
         .fetch_all(app.registry.pool())
@@ -212,14 +203,7 @@ async fn api_keys_give_the_latest_dump_and_can_be_deprecated() {
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0].0, key);
     assert!(!stored[0].0.contains(&key[4..20]));
-    let list = admin
-        .get(app.url("/api-keys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = admin.page("/api-keys").await;
     assert!(!list.contains(&key) && list.contains(&key[..12]));
 
     let latest = app.url("/api/dumps/latest?data=1&storages=1");
@@ -232,9 +216,9 @@ async fn api_keys_give_the_latest_dump_and_can_be_deprecated() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "nothing available yet");
 
-    let first = app.create_dump(&admin, true, true).await;
+    let first = admin.create_dump(true, true).await;
     app.wait_finished(first).await;
-    let second = app.create_dump(&admin, true, true).await;
+    let second = admin.create_dump(true, true).await;
     app.wait_finished(second).await;
     let dump = app.dump(second).await;
 
@@ -291,13 +275,8 @@ async fn api_keys_give_the_latest_dump_and_can_be_deprecated() {
     );
 
     let key_id = app.registry.api_keys().await.unwrap()[0].id;
-    let res = app
-        .post_form(
-            &admin,
-            "/api-keys",
-            &format!("/api-keys/{key_id}/deprecate"),
-            &[],
-        )
+    let res = admin
+        .post_form("/api-keys", &format!("/api-keys/{key_id}/deprecate"), &[])
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let res = anonymous
@@ -322,8 +301,8 @@ async fn api_keys_give_the_latest_dump_and_can_be_deprecated() {
 async fn load_from_the_server_end_to_end() {
     let app = spawn_app().await;
     let admin = app.login(ADMIN).await;
-    let key = create_key(&app, &admin, "other machine").await;
-    let id = app.create_dump(&admin, true, true).await;
+    let key = create_key(&admin, "other machine").await;
+    let id = admin.create_dump(true, true).await;
     app.wait_finished(id).await;
     let expected = app.dump(id).await.checksum.unwrap();
 
