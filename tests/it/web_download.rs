@@ -157,6 +157,7 @@ async fn a_purge_does_not_break_a_download_in_progress() {
     // A newer dump of the set deprecates this one and deletes its file.
     let newer = client.create_dump(false, true).await;
     app.wait_finished(newer).await;
+    app.wait_purged(id).await;
     assert!(!path.exists(), "purged while being downloaded");
     let again = client
         .get(app.url(&format!("/dumps/{id}/download")))

@@ -40,7 +40,7 @@ async fn rule2_and_5_the_new_dump_replaces_the_old_one_whose_file_is_purged() {
 
     let second = client.create_dump(true, true).await;
     assert_eq!(app.wait_finished(second).await, DumpStatus::Processed);
-    let (old, new) = (app.dump(first).await, app.dump(second).await);
+    let (old, new) = (app.wait_purged(first).await, app.dump(second).await);
     assert!(old.deprecated && !old.is_available());
     assert!(
         old.purged_at.is_some(),
@@ -187,6 +187,7 @@ async fn rule2_concurrent_creation_of_one_set_ends_with_exactly_one_available() 
         if d.is_available() {
             available.push(d);
         } else {
+            let d = app.wait_purged(id).await;
             assert!(d.deprecated && d.purged_at.is_some(), "dump {id}");
         }
     }

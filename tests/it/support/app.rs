@@ -147,6 +147,20 @@ impl TestApp {
         panic!("dump {id} did not finish");
     }
 
+    /// The dump once its file is purged, or after a bound. The purge follows
+    /// the commit of the dump that replaced it, so it may come a moment
+    /// after that dump is seen as processed; the caller asserts.
+    pub async fn wait_purged(&self, id: DumpId) -> diskette::registry::Dump {
+        for _ in 0..200 {
+            let dump = self.dump(id).await;
+            if dump.purged_at.is_some() {
+                return dump;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.dump(id).await
+    }
+
     pub async fn dump(&self, id: DumpId) -> diskette::registry::Dump {
         self.registry.dump(id).await.unwrap().expect("dump exists")
     }
