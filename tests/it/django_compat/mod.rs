@@ -169,6 +169,69 @@ fn our_data_only_and_storages_only_archives_load_with_the_original() {
 // ---------------------------------------------------------------------------
 // original → ours
 
+/// Our configuration loading only the blog fixture, with the SQL engine.
+fn blog_only_config(dir: &Path, dst: &Site) -> PathBuf {
+    write_config(
+        dir,
+        "sql-only.toml",
+        &format!(
+            r#"
+[data]
+database_url = {db}
+
+[load]
+storages_basepath = {base}
+
+[[apps]]
+name = "blog"
+models = ["blog"]
+"#,
+            db = sqlite_url(&dst.db()),
+            base = q(&dst.dir),
+        ),
+    )
+}
+
+/// Our configuration loading the sites and auth fixtures with `manage.py
+/// loaddata` (the command engine) and the blog with the SQL engine.
+fn loaddata_config(dir: &Path, dst: &Site) -> PathBuf {
+    write_config(
+        dir,
+        "with-commands.toml",
+        &format!(
+            r#"
+[data]
+database_url = {db}
+
+[load]
+storages_basepath = {base}
+
+[[apps]]
+name = "django.contrib.sites"
+filename = "djangocontribsites.json"
+dump_command = {sites_dump}
+load_command = {loaddata}
+
+[[apps]]
+name = "django.contrib.auth"
+filename = "djangocontribauth.json"
+dump_command = {auth_dump}
+load_command = {loaddata}
+
+[[apps]]
+name = "blog"
+models = ["blog"]
+"#,
+            db = sqlite_url(&dst.db()),
+            base = q(&dst.dir),
+            sites_dump = dst.manage_argv(&["dumpdata", "sites", "--natural-foreign"]),
+            auth_dump =
+                dst.manage_argv(&["dumpdata", "auth.group", "auth.user", "--natural-foreign"]),
+            loaddata = dst.manage_argv(&["loaddata", "{file}"]),
+        ),
+    )
+}
+
 #[test]
 fn original_dump_loads_with_ours_like_with_the_original() {
     let tmp = tempdir();
@@ -204,25 +267,7 @@ fn original_dump_loads_with_ours_like_with_the_original() {
 
     // 1. The SQL engine alone cannot map the auth fixture (many-to-many lists
     //    of natural keys): the whole load fails before anything changes.
-    let sql_only = write_config(
-        tmp.path(),
-        "sql-only.toml",
-        &format!(
-            r#"
-[data]
-database_url = {db}
-
-[load]
-storages_basepath = {base}
-
-[[apps]]
-name = "blog"
-models = ["blog"]
-"#,
-            db = sqlite_url(&dst.db()),
-            base = q(&dst.dir),
-        ),
-    );
+    let sql_only = blog_only_config(tmp.path(), &dst);
     let out = diskette(
         &sql_only,
         &[
@@ -256,41 +301,7 @@ models = ["blog"]
 
     // 2. The supported route: `manage.py loaddata` as the command engine for
     //    those fixtures, the SQL engine for the blog.
-    let with_commands = write_config(
-        tmp.path(),
-        "with-commands.toml",
-        &format!(
-            r#"
-[data]
-database_url = {db}
-
-[load]
-storages_basepath = {base}
-
-[[apps]]
-name = "django.contrib.sites"
-filename = "djangocontribsites.json"
-dump_command = {sites_dump}
-load_command = {loaddata}
-
-[[apps]]
-name = "django.contrib.auth"
-filename = "djangocontribauth.json"
-dump_command = {auth_dump}
-load_command = {loaddata}
-
-[[apps]]
-name = "blog"
-models = ["blog"]
-"#,
-            db = sqlite_url(&dst.db()),
-            base = q(&dst.dir),
-            sites_dump = dst.manage_argv(&["dumpdata", "sites", "--natural-foreign"]),
-            auth_dump =
-                dst.manage_argv(&["dumpdata", "auth.group", "auth.user", "--natural-foreign"]),
-            loaddata = dst.manage_argv(&["loaddata", "{file}"]),
-        ),
-    );
+    let with_commands = loaddata_config(tmp.path(), &dst);
     diskette_ok(
         &with_commands,
         &["load", archive_arg, "--checksum", &checksum],

@@ -1,6 +1,8 @@
-//! Shared helpers of the web integration tests: a real server on a random
-//! loopback port over a fresh demo workspace and registry, and an HTTP
-//! client that logs in and fills forms like a browser would.
+//! The web application under test: the real server, in this process so a
+//! test can reach its registry and swap its archiver, on a random loopback
+//! port over a fresh demo workspace with three users (superuser, staff, not
+//! staff). Clients come from [`Web`]; the server as a separate process is
+//! `support::process`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,10 @@
-//! Helpers shared by the integration tests: running the real binary, writing
-//! configuration files, and comparing directory trees without following links.
+//! What the tests share: running the real binary, writing configuration
+//! files, the reference archives, and comparing directory trees without
+//! following links. The submodules hold the rest:
+//! - `app`: the real server in this process, with its registry at hand;
+//! - `process`: the real server as a separate process;
+//! - `web`: a browser-like client (login, pages, forms with their token);
+//! - `hostile`: the hostile archive corpus and what a loader must do with it.
 
 pub mod app;
 pub mod hostile;
