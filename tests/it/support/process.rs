@@ -88,14 +88,13 @@ impl ServerProcess {
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{signal}");
-        let status = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let status = child.wait().unwrap();
             end_group(child.id());
             status
         })
         .await
-        .unwrap();
-        status
+        .unwrap()
     }
 }
 
