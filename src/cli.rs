@@ -72,9 +72,26 @@ pub struct DumpArgs {
     /// Directory to write the archive into (default: [dump] path)
     #[arg(long, value_name = "DIR")]
     pub destination: Option<PathBuf>,
-    /// File name pattern, with {features} and {date} (default: [dump] filename)
+    /// File name pattern, with {features} and {date} (default: [dump] filename);
+    /// an earlier archive of that name is replaced, atomically
     #[arg(long, value_name = "PATTERN")]
     pub filename: Option<String>,
+    /// Diskette's JSON application definitions (a list of [name, options] pairs),
+    /// used instead of [[apps]] for this run
+    #[arg(long, value_name = "PATH")]
+    pub appconf: Option<PathBuf>,
+    /// Storage directory to archive instead of [storages] paths; repeatable
+    #[arg(long = "storage", value_name = "PATH")]
+    pub storages: Vec<PathBuf>,
+    /// Directory the storages are archived relative to, instead of [storages] basepath
+    #[arg(long, value_name = "PATH")]
+    pub storages_basepath: Option<PathBuf>,
+    /// Storage exclude pattern instead of [storages] excludes; repeatable
+    #[arg(long = "storages-exclude", value_name = "PATTERN")]
+    pub storages_excludes: Vec<String>,
+    /// Do not print the archive's checksum
+    #[arg(long)]
+    pub no_checksum: bool,
     /// Validate everything and report what would be archived, without writing anything
     #[arg(long)]
     pub check: bool,
@@ -157,13 +174,24 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
+    let overrides = crate::overrides::DumpOverrides {
+        appconf: args.appconf,
+        storages: args.storages,
+        storages_basepath: args.storages_basepath,
+        storages_excludes: args.storages_excludes,
+    };
+    let config = &overrides.apply(config, !args.no_storages)?;
     let opts = crate::dump::DumpOptions {
         with_data: !args.no_data,
         with_storages: !args.no_storages,
         storages_excludes: !args.no_storages_excludes,
+        // A name given here is a fixed one: it replaces the earlier archive,
+        // as Diskette does. The registry's archives keep unique names.
+        replace: args.filename.is_some() && !args.save,
         destination: args.destination,
         filename: args.filename,
         strict: false,
+        log_checksum: !args.no_checksum,
     };
     if args.save {
         return crate::web::cli::dump_and_save(config, &opts, quiet);
@@ -186,7 +214,9 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         ),
     );
     // The checksum alone on stdout, so scripts can capture it.
-    println!("{}", outcome.checksum);
+    if !args.no_checksum {
+        println!("{}", outcome.checksum);
+    }
     Ok(())
 }
 

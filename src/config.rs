@@ -166,8 +166,15 @@ pub struct AppConfig {
     pub drain_excluded: bool,
     pub natural_foreign: bool,
     pub natural_primary: bool,
+    /// Diskette's `use_base_manager` (`dumpdata --all`): accepted; raw
+    /// tables have no managers, so every row is always dumped.
+    pub use_base_manager: bool,
     pub dump_command: Option<Vec<String>>,
     pub load_command: Option<Vec<String>>,
+    /// The Django command a Diskette definition names instead of `dumpdata`
+    /// (`dump --appconf`), for the command lines of `dump --no-archive`.
+    #[serde(skip)]
+    pub django_command: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

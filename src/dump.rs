@@ -2,7 +2,8 @@
 //!
 //! The archive is written to a temporary file in the destination directory,
 //! fsynced, then linked into place under a name that never replaces an
-//! existing file; on any error no file is left behind.
+//! existing file (or, when asked, renamed over the file of that name); on any
+//! error no file is left behind.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -34,6 +35,11 @@ pub struct DumpOptions {
     /// A kind asked for but not configured is an error rather than skipped
     /// (a registry dump must hold what its option set says).
     pub strict: bool,
+    /// Replace an existing file of the archive's name, atomically, as
+    /// Diskette does for a fixed name; otherwise `_2`, `_3`... are added.
+    pub replace: bool,
+    /// Log the checksum (`dump --no-checksum` leaves it out).
+    pub log_checksum: bool,
 }
 
 impl DumpOptions {
@@ -45,6 +51,8 @@ impl DumpOptions {
             destination: None,
             filename: None,
             strict: false,
+            replace: false,
+            log_checksum: true,
         }
     }
 }
@@ -199,13 +207,19 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
         .ctx("set permissions of", tmp.path())?;
-    let (path, filename) = place(tmp, &plan.destination, &name)?;
+    let (path, filename) = if opts.replace {
+        replace(tmp, &plan.destination, &name)?
+    } else {
+        place(tmp, &plan.destination, &name)?
+    };
     progress.log(&format!(
         "Archive created: {} ({})",
         path.display(),
         humansize::format_size(finished.size, humansize::DECIMAL)
     ));
-    progress.log(&format!("Checksum: {}", finished.checksum));
+    if opts.log_checksum {
+        progress.log(&format!("Checksum: {}", finished.checksum));
+    }
     Ok(DumpOutcome {
         path,
         filename,
@@ -432,6 +446,24 @@ fn place(tmp: tempfile::NamedTempFile, dir: &Path, name: &str) -> Result<(PathBu
         "too many archives named like {name} in {}",
         dir.display()
     )))
+}
+
+/// Rename the finished temporary file over `name`: a reader sees the old
+/// archive or the new one, never a part. The file was fsynced when finished.
+fn replace(tmp: tempfile::NamedTempFile, dir: &Path, name: &str) -> Result<(PathBuf, String)> {
+    let target = dir.join(name);
+    if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Usage(format!(
+            "{} is a directory: it cannot be replaced by the archive",
+            target.display()
+        )));
+    }
+    tmp.persist(&target)
+        .map_err(|e| Error::io("replace", &target, e.error))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok((target, name.to_string()))
 }
 
 fn describe_kinds(data: bool, storages: bool) -> &'static str {

@@ -4,6 +4,7 @@
 //! The archive engine (`dump`, `load`) is shared by the CLI and the web service's
 //! background jobs.
 
+pub mod appconf;
 pub mod apps;
 pub mod archive;
 pub mod checksum;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod load;
+pub mod overrides;
 pub mod progress;
 pub mod registry;
 pub mod storages;

@@ -18,17 +18,40 @@ pub struct Storage {
     pub arcname: String,
 }
 
+/// What errors call the storage settings: the configuration keys, or the
+/// command-line options that replaced them for one run.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingNames {
+    pub basepath: &'static str,
+    pub paths: &'static str,
+    pub excludes: &'static str,
+}
+
+impl SettingNames {
+    pub const CONFIG: SettingNames = SettingNames {
+        basepath: "storages.basepath",
+        paths: "storages.paths",
+        excludes: "storages.excludes",
+    };
+}
+
 /// Check every storage of the configuration (DESIGN §2) before anything is written.
 pub fn validate(config: &StoragesConfig) -> Result<Vec<Storage>> {
+    validate_named(config, &SettingNames::CONFIG)
+}
+
+/// `validate`, with errors naming the settings as `names` says.
+pub fn validate_named(config: &StoragesConfig, names: &SettingNames) -> Result<Vec<Storage>> {
+    let (key_base, key) = (names.basepath, names.paths);
     let basepath = config.basepath.canonicalize().map_err(|e| {
         Error::Config(format!(
-            "storages.basepath: {} cannot be used: {e}",
+            "{key_base}: {} cannot be used: {e}",
             config.basepath.display()
         ))
     })?;
     if !basepath.is_dir() {
         return Err(Error::Config(format!(
-            "storages.basepath: {} is not a directory",
+            "{key_base}: {} is not a directory",
             config.basepath.display()
         )));
     }
@@ -36,34 +59,32 @@ pub fn validate(config: &StoragesConfig) -> Result<Vec<Storage>> {
     for path in &config.paths {
         let shown = path.display();
         let meta = std::fs::metadata(path)
-            .map_err(|e| Error::Config(format!("storages.paths: {shown} cannot be used: {e}")))?;
+            .map_err(|e| Error::Config(format!("{key}: {shown} cannot be used: {e}")))?;
         if !meta.is_dir() {
-            return Err(Error::Config(format!(
-                "storages.paths: {shown} is not a directory"
-            )));
+            return Err(Error::Config(format!("{key}: {shown} is not a directory")));
         }
         let root = path
             .canonicalize()
-            .map_err(|e| Error::Config(format!("storages.paths: {shown}: {e}")))?;
+            .map_err(|e| Error::Config(format!("{key}: {shown}: {e}")))?;
         let rel = root
             .strip_prefix(&basepath)
             .ok()
             .filter(|r| r.components().next().is_some())
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "storages.paths: {shown} is not inside the storages basepath {}",
+                    "{key}: {shown} is not inside the storages basepath {}",
                     basepath.display()
                 ))
             })?;
         let arcname = rel
             .to_str()
-            .ok_or_else(|| Error::Config(format!("storages.paths: {shown} is not valid UTF-8")))?
+            .ok_or_else(|| Error::Config(format!("{key}: {shown} is not valid UTF-8")))?
             .to_string();
         if let Some(Component::Normal(first)) = rel.components().next()
             && (first == crate::archive::DATA_DIR || first == crate::archive::MANIFEST)
         {
             return Err(Error::Config(format!(
-                "storages.paths: {shown} would collide with the archive's {} entry",
+                "{key}: {shown} would collide with the archive's {} entry",
                 first.to_string_lossy()
             )));
         }
@@ -72,7 +93,7 @@ pub fn validate(config: &StoragesConfig) -> Result<Vec<Storage>> {
             .find(|s| s.root.starts_with(&root) || root.starts_with(&s.root))
         {
             return Err(Error::Config(format!(
-                "storages.paths: {shown} is listed twice (it overlaps {})",
+                "{key}: {shown} is listed twice (it overlaps {})",
                 other.arcname
             )));
         }
@@ -88,18 +109,22 @@ pub struct Excludes(Option<GlobSet>);
 
 impl Excludes {
     pub fn new(patterns: &[String]) -> Result<Excludes> {
+        Excludes::named(patterns, SettingNames::CONFIG.excludes)
+    }
+
+    /// `new`, with errors naming the setting `key`.
+    pub fn named(patterns: &[String], key: &str) -> Result<Excludes> {
         if patterns.is_empty() {
             return Ok(Excludes(None));
         }
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
-            let glob = Glob::new(p)
-                .map_err(|e| Error::Config(format!("storages.excludes: {p:?}: {e}")))?;
+            let glob = Glob::new(p).map_err(|e| Error::Config(format!("{key}: {p:?}: {e}")))?;
             builder.add(glob);
         }
         let set = builder
             .build()
-            .map_err(|e| Error::Config(format!("storages.excludes: {e}")))?;
+            .map_err(|e| Error::Config(format!("{key}: {e}")))?;
         Ok(Excludes(Some(set)))
     }
 

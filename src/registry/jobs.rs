@@ -137,6 +137,8 @@ impl Worker {
             // The dump id in the name: two dumps never share a file.
             filename: Some(unique_pattern(&self.config.dump.filename, id)),
             strict: true,
+            replace: false,
+            log_checksum: true,
         };
         progress.log(&format!("Dump {id}: {}", set.label()));
         let job = {

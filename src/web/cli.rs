@@ -195,7 +195,9 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
                         dump.size_human()
                     );
                 }
-                println!("{}", dump.checksum_str());
+                if opts.log_checksum {
+                    println!("{}", dump.checksum_str());
+                }
                 Ok(())
             }
             _ => Err(Error::Usage(format!(

@@ -430,11 +430,10 @@ fn excludes_can_be_ignored() {
     let files = files_of(&members(&archive));
     assert!(files.contains_key("media/cache/sub/thumb-2.jpg"));
     assert!(files.contains_key("media/articles/2024/draft.tmp"));
-    // The same name again never replaces the first archive.
-    let out = run(
-        site.path(),
-        &["dump", "--no-data", "--filename", "all{features}.tar.gz"],
-    );
+    // Without a name given, the same name again never replaces the first archive.
+    let config = SAMPLE_CONFIG.replace("[dump]", "[dump]\nfilename = \"all{features}.tar.gz\"");
+    write_config(site.path(), &config);
+    let out = run(site.path(), &["dump", "--no-data"]);
     assert!(out.success(), "{}", out.stderr);
     assert!(site.path().join("dumps/all_storages_2.tar.gz").exists());
     assert_eq!(files_of(&members(&archive)), files);

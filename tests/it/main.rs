@@ -4,6 +4,7 @@
 mod support;
 
 mod browser;
+mod diskette_options;
 mod django_compat;
 mod dump_cli;
 mod faults_server;
