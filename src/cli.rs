@@ -33,8 +33,9 @@ pub enum Command {
     Dump(DumpArgs),
     /// Restore an archive (a file, an http(s) URL, or the service's latest dump)
     Load(LoadArgs),
-    /// Show the application definitions and the tables each one covers
-    Apps,
+    /// Show the application definitions and the tables each one covers,
+    /// or write definitions for the database's applications (--generate)
+    Apps(AppsArgs),
     /// Serve the web admin and the API
     Serve {
         /// Listen address, HOST:PORT (default: [server] addr)
@@ -92,12 +93,36 @@ pub struct DumpArgs {
     /// Do not print the archive's checksum
     #[arg(long)]
     pub no_checksum: bool,
+    /// Write no archive: print the `manage.py dumpdata` command line of each
+    /// definition instead, one per line (fixtures go to the destination)
+    #[arg(long, conflicts_with_all = ["check", "save", "no_data"])]
+    pub no_archive: bool,
     /// Validate everything and report what would be archived, without writing anything
     #[arg(long)]
     pub check: bool,
     /// Register the archive in the dump registry, under its rules
     #[arg(long, conflicts_with_all = ["check", "destination", "no_storages_excludes"])]
     pub save: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    /// Write a definition for each application of the database (natural foreign
+    /// keys, every model listed), as Diskette's diskette_apps does
+    #[arg(long)]
+    pub generate: bool,
+    /// With --generate: only this application (its label); repeatable
+    #[arg(long = "app", value_name = "NAME", requires = "generate")]
+    pub apps: Vec<String>,
+    /// With --generate: leave this application out (its label); repeatable, wins over --app
+    #[arg(long = "exclude", value_name = "NAME", requires = "generate")]
+    pub excludes: Vec<String>,
+    /// With --generate: toml for a configuration, json for dump --appconf [default: toml]
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "generate")]
+    pub format: Option<crate::generate::Format>,
+    /// With --generate: write the definitions into this file instead of printing them
+    #[arg(long, value_name = "PATH", requires = "generate")]
+    pub destination: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -164,11 +189,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::User(cmd) => crate::web::cli::user(&Config::discover(cli.config.as_deref())?, cmd),
         Command::Key(cmd) => crate::web::cli::key(&Config::discover(cli.config.as_deref())?, cmd),
-        Command::Apps => {
+        Command::Apps(args) => {
             let config = Config::discover(cli.config.as_deref())?;
-            let report = crate::apps::describe(&config)?;
-            print!("{report}");
-            Ok(())
+            run_apps(&config, args, cli.quiet)
         }
     }
 }
@@ -180,7 +203,14 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         storages_basepath: args.storages_basepath,
         storages_excludes: args.storages_excludes,
     };
-    let config = &overrides.apply(config, !args.no_storages)?;
+    let config = &overrides.apply(config, !args.no_storages && !args.no_archive)?;
+    if args.no_archive {
+        print!(
+            "{}",
+            crate::dumpdata::script(config, args.destination.as_deref())?
+        );
+        return Ok(());
+    }
     let opts = crate::dump::DumpOptions {
         with_data: !args.no_data,
         with_storages: !args.no_storages,
@@ -216,6 +246,26 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
     // The checksum alone on stdout, so scripts can capture it.
     if !args.no_checksum {
         println!("{}", outcome.checksum);
+    }
+    Ok(())
+}
+
+fn run_apps(config: &Config, args: AppsArgs, quiet: bool) -> Result<()> {
+    if !args.generate {
+        print!("{}", crate::apps::describe(config)?);
+        return Ok(());
+    }
+    let format = args.format.unwrap_or(crate::generate::Format::Toml);
+    let text = crate::generate::generate(config, &args.apps, &args.excludes, format)?;
+    match &args.destination {
+        None => print!("{text}"),
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| Error::io("write", path, e))?;
+            console_log(
+                quiet,
+                &format!("Definitions written into {}", path.display()),
+            );
+        }
     }
     Ok(())
 }
