@@ -429,3 +429,118 @@ fn help_lists_the_diskette_options() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// apps --generate, dump --no-archive
+
+#[test]
+fn generate_writes_a_definition_per_application() {
+    let site = data_site("");
+    let dir = site.path();
+    let out = run(dir, &["apps", "--generate"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        r#"[[apps]]
+name = "audit"
+natural_foreign = true
+models = [
+    "audit.entry",
+]
+
+[[apps]]
+name = "blog"
+natural_foreign = true
+models = [
+    "blog.category",
+    "blog.tag",
+]
+
+[[apps]]
+name = "shop"
+natural_foreign = true
+models = [
+    "shop.item",
+]
+"#
+    );
+
+    let target = dir.join("defs.json");
+    let args = [
+        "apps",
+        "--generate",
+        "--format",
+        "json",
+        "--app",
+        "blog",
+        "--app",
+        "shop",
+        "--exclude",
+        "shop",
+        "--destination",
+        target.to_str().unwrap(),
+    ];
+    let out = run(dir, &args);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("defs.json"), "{}", out.stderr);
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!([["blog", {"natural_foreign": true, "models": ["blog.category", "blog.tag"]}]])
+    );
+
+    let out = run(dir, &["apps", "--generate", "--app", "blgo"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("--app: \"blgo\" is no application"),
+        "{}",
+        out.stderr
+    );
+    let out = run(dir, &["apps", "--format", "json"]);
+    assert!(!out.success(), "--format without --generate was accepted");
+}
+
+#[test]
+fn no_archive_prints_the_dumpdata_command_lines() {
+    let site = data_site(TOML_APPS);
+    let dir = site.path();
+    let out = run(dir, &["dump", "--no-archive"]);
+    assert!(out.success(), "{}", out.stderr);
+    let dumps = dir.canonicalize().unwrap().join("dumps");
+    let dumps = dumps.display();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "python manage.py dumpdata blog.category --natural-foreign --output={dumps}/blog-posts.json\n\
+             python manage.py dumpdata shop.item --output={dumps}/items.json\n\
+             python manage.py dumpdata --exclude audit.entry --exclude blog.category \
+             --exclude shop.item --output={dumps}/rest.json\n"
+        )
+    );
+    assert!(dump_dir(dir).is_empty(), "no archive is written");
+
+    // With Diskette's definitions, into another directory.
+    let appconf = dir.join("apps.json");
+    fs::write(&appconf, JSON_APPS).unwrap();
+    let out = run(
+        dir,
+        &[
+            "dump",
+            "--no-archive",
+            "--appconf",
+            appconf.to_str().unwrap(),
+            "--destination",
+            "/tmp/my dumps",
+        ],
+    );
+    assert!(out.success(), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[1],
+        "python manage.py dumpdata shop.item --all '--output=/tmp/my dumps/items.json'"
+    );
+    let out = run(dir, &["dump", "--no-archive", "--no-data"]);
+    assert!(!out.success());
+}

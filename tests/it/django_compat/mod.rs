@@ -19,6 +19,7 @@
 //! When it cannot be built the tests fail; they never skip.
 
 mod compare;
+mod diskette_definitions;
 mod site;
 
 use std::collections::BTreeMap;
