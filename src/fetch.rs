@@ -31,6 +31,17 @@ pub struct Request<'a> {
     pub capture: &'a [&'a str],
 }
 
+/// Where a download goes and how its refusals read.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The file name to save under (`-1`, `-2`... added rather than
+    /// overwriting an existing file): ours, never the server's.
+    pub name: &'a str,
+    /// What an error status means for this request, e.g. `(401, "the server
+    /// refused the API key")`; other statuses read as the server's answer.
+    pub statuses: &'a [(u16, &'a str)],
+}
+
 /// A completed download.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -95,17 +106,35 @@ pub fn fetch(
     dest_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
+    let name = file_name_for(request.url);
+    let target = Target {
+        name: &name,
+        statuses: &[],
+    };
+    fetch_as(config, request, dest_dir, &target, progress)
+}
+
+/// `fetch`, saving under `target.name`.
+pub fn fetch_as(
+    config: &LoadConfig,
+    request: &Request<'_>,
+    dest_dir: &Path,
+    target: &Target<'_>,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
     check_scheme(config, request.url)?;
-    let mut builder = ureq::AgentBuilder::new()
+    let builder = ureq::AgentBuilder::new()
         .redirects(0)
         .user_agent(&format!("diskette/{}", crate::VERSION));
-    if config.timeout > 0 {
-        // Per connection step, not for the whole transfer: a large archive may
-        // take longer than the timeout to download, a stalled server may not.
-        let t = Duration::from_secs(config.timeout);
-        builder = builder.timeout_connect(t).timeout_read(t).timeout_write(t);
-    }
-    let agent = builder.build();
+    // Per connection step, not for the whole transfer: a large archive may
+    // take longer than the timeout to download, a stalled server may not. A
+    // zero timeout is refused when the configuration is loaded.
+    let t = Duration::from_secs(config.timeout);
+    let agent = builder
+        .timeout_connect(t)
+        .timeout_read(t)
+        .timeout_write(t)
+        .build();
 
     let origin = origin_of(request.url).to_string();
     let mut url = request.url.to_string();
@@ -120,10 +149,10 @@ pub fn fetch(
         let response = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                return Err(Error::Download(format!(
-                    "{url}: the server answered {code} {}",
-                    r.status_text()
-                )));
+                return Err(Error::Download(match explained(target, code) {
+                    Some(meaning) => format!("{meaning} ({code})"),
+                    None => format!("{url}: the server answered {code} {}", r.status_text()),
+                }));
             }
             Err(ureq::Error::Transport(t)) => {
                 return Err(Error::Download(format!("{url}: {t}")));
@@ -195,6 +224,9 @@ pub fn fetch(
         }
         writer.write_all(&buf[..n]).ctx("write", &part_path)?;
         progress.advance(n as u64, 0);
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
     }
     let (inner, checksum, size) = writer.finish();
     inner
@@ -210,12 +242,12 @@ pub fn fetch(
     part.as_file().sync_all().ctx("write", &part_path)?;
     progress.advance(0, 1);
 
-    let name = file_name_for(request.url);
-    let (stem, ext) = split_name(&name);
+    let name = target.name;
+    let (stem, ext) = split_name(name);
     let mut attempt = 0;
     let path = loop {
         let candidate = if attempt == 0 {
-            dest_dir.join(&name)
+            dest_dir.join(name)
         } else {
             dest_dir.join(format!("{stem}-{attempt}{ext}"))
         };
@@ -235,6 +267,14 @@ pub fn fetch(
         headers,
         final_url: url,
     })
+}
+
+fn explained<'a>(target: &Target<'a>, code: u16) -> Option<&'a str> {
+    target
+        .statuses
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, m)| *m)
 }
 
 /// `scheme://authority` of a URL.

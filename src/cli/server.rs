@@ -1,18 +1,24 @@
-//! Client side of `diskette load --server URL --api-key KEY`: download the
-//! latest available dump of an option set to a file, checking its BLAKE2b
-//! checksum on the way, then load that file.
+//! `diskette load --server URL --api-key KEY`: download the latest available
+//! dump of an option set with the URL loader's client (the same scheme and
+//! redirect rules), check the BLAKE2b checksum the server announced, then
+//! load the file.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::Config;
 use crate::error::{Error, IoContext, Result};
+use crate::fetch::{self, Target};
 use crate::load::{LoadOptions, LoadReport};
 use crate::progress::Progress;
 
 /// Response header of the server with the checksum (see the download route).
 const CHECKSUM_HEADER: &str = "x-diskette-checksum";
+
+/// What the API's refusals mean to the user of `load --server`.
+const STATUSES: &[(u16, &str)] = &[
+    (401, "the server refused the API key"),
+    (404, "the server has no available dump of these options"),
+];
 
 /// A downloaded archive and the checksum the server announced (and we verified).
 pub struct Fetched {
@@ -23,7 +29,8 @@ pub struct Fetched {
 }
 
 /// Download the latest dump of (`with_data`, `with_storages`) into `dir` (a
-/// temporary directory if `None`).
+/// temporary directory if `None`). The file is named by us, never by the
+/// server, and never replaces an existing file.
 pub fn fetch_latest(
     config: &Config,
     server: &str,
@@ -34,114 +41,60 @@ pub fn fetch_latest(
     progress: &dyn Progress,
 ) -> Result<Fetched> {
     let base = server.trim_end_matches('/');
-    if !config
-        .load
-        .protocols
-        .iter()
-        .any(|p| base.starts_with(p.as_str()))
-    {
-        return Err(Error::Usage(format!(
-            "--server: {server:?} must start with one of {}",
-            config.load.protocols.join(", ")
-        )));
-    }
     let url = format!(
         "{base}/api/dumps/latest?data={}&storages={}",
         u8::from(with_data),
         u8::from(with_storages)
     );
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(config.load.timeout.max(1)))
-        .redirects(if config.load.follow_redirects { 5 } else { 0 })
-        .build();
-    progress.log(&format!("Downloading the latest dump from {base}"));
-    let response = match agent
-        .get(&url)
-        .set("Authorization", &format!("Bearer {api_key}"))
-        .call()
-    {
-        Ok(r) => r,
-        Err(ureq::Error::Status(401, _)) => {
-            return Err(Error::Download(
-                "the server refused the API key (401)".into(),
-            ));
-        }
-        Err(ureq::Error::Status(404, _)) => {
-            return Err(Error::Download(
-                "the server has no available dump of these options (404)".into(),
-            ));
-        }
-        Err(ureq::Error::Status(code, _)) => {
-            return Err(Error::Download(format!("the server answered {code}")));
-        }
-        Err(e) => return Err(Error::Download(e.to_string())),
-    };
-    let expected = response
-        .header(CHECKSUM_HEADER)
-        .filter(|c| crate::checksum::is_valid_hex(c))
-        .map(str::to_ascii_lowercase)
-        .ok_or_else(|| Error::Download(format!("the response has no {CHECKSUM_HEADER} header")))?;
-    let filename = response
-        .header("content-disposition")
-        .and_then(|d| d.split("filename=\"").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .filter(|n| !n.is_empty() && !n.starts_with('.') && !n.contains(['/', '\\']))
-        .unwrap_or("diskette-latest.tar.gz")
-        .to_string();
-    let total: u64 = response
-        .header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
+    fetch::check_scheme(&config.load, &url)?;
     let (dir, temp) = match dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).ctx("create directory", d)?;
-            (d.to_path_buf(), None)
-        }
+        Some(d) => (d.to_path_buf(), None),
         None => {
             let t = tempfile::tempdir().ctx("create temporary directory", std::env::temp_dir())?;
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let path = dir.join(&filename);
-    let mut part = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempfile_in(&dir)
-        .ctx("create file in", &dir)?;
-    progress.begin(total, 1);
-    let mut reader = response.into_reader();
-    let mut state = crate::checksum::new_state();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| Error::Download(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        state.update(&buf[..n]);
-        part.write_all(&buf[..n]).ctx("write", part.path())?;
-        progress.advance(n as u64, 0);
-        if progress.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
+    let authorization = format!("Bearer {api_key}");
+    let request = fetch::Request {
+        url: &url,
+        headers: &[("Authorization", &authorization)],
+        capture: &[CHECKSUM_HEADER],
+    };
+    let name = format!(
+        "diskette-latest{}.tar.gz",
+        crate::archive::filename::features(with_data, with_storages)
+    );
+    let target = Target {
+        name: &name,
+        statuses: STATUSES,
+    };
+    progress.log(&format!("Downloading the latest dump from {base}"));
+    let fetched = fetch::fetch_as(&config.load, &request, &dir, &target, progress)?;
+    let announced = fetched
+        .headers
+        .get(CHECKSUM_HEADER)
+        .filter(|c| crate::checksum::is_valid_hex(c))
+        .map(|c| c.to_ascii_lowercase());
+    let refusal = match announced {
+        None => Some(format!("the response has no {CHECKSUM_HEADER} header")),
+        Some(expected) if expected != fetched.checksum => Some(format!(
+            "checksum mismatch: the server announced {expected}, the file has {}",
+            fetched.checksum
+        )),
+        Some(_) => None,
+    };
+    if let Some(message) = refusal {
+        // The file is ours (a fresh name): an unverified archive must not stay.
+        let _ = std::fs::remove_file(&fetched.path);
+        return Err(Error::Download(message));
     }
-    let actual = crate::checksum::hex(&state);
-    if actual != expected {
-        return Err(Error::Download(format!(
-            "checksum mismatch: the server announced {expected}, the file has {actual}"
-        )));
-    }
-    part.as_file().sync_all().ctx("sync", part.path())?;
-    part.persist(&path)
-        .map_err(|e| Error::io("rename", &path, e.error))?;
     progress.log(&format!(
         "Downloaded {} (checksum verified)",
-        path.display()
+        fetched.path.display()
     ));
     Ok(Fetched {
-        path,
-        checksum: expected,
+        path: fetched.path,
+        checksum: fetched.checksum,
         _dir: temp,
     })
 }
@@ -174,6 +127,7 @@ pub fn load_from_server(
     opts.checksum = Some(fetched.checksum.clone());
     let report = crate::load::load(config, &opts, progress);
     if !opts.keep && keep_dir.is_some() {
+        // Only the file this command created, under its own fresh name.
         let _ = std::fs::remove_file(&fetched.path);
     }
     report

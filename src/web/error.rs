@@ -34,7 +34,8 @@ pub type WebResult<T> = Result<T, WebError>;
 impl From<Error> for WebError {
     fn from(e: Error) -> Self {
         match e {
-            // Refusals of the service layer are the user's to read.
+            // Refusals of the service layer are the user's to read; anything
+            // else is ours, shown only as a request id.
             Error::Usage(message) => WebError::BadRequest(message),
             other => WebError::Internal(other),
         }
@@ -49,13 +50,13 @@ impl From<sqlx::Error> for WebError {
 
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
-        WebError::Internal(Error::Usage(format!("template: {e}")))
+        WebError::Internal(Error::Internal(format!("template: {e}")))
     }
 }
 
 impl From<tower_sessions::session::Error> for WebError {
     fn from(e: tower_sessions::session::Error) -> Self {
-        WebError::Internal(Error::Usage(format!("session: {e}")))
+        WebError::Internal(Error::Internal(format!("session: {e}")))
     }
 }
 
@@ -87,7 +88,7 @@ impl IntoResponse for WebError {
             WebError::BadRequest(message) => (StatusCode::BAD_REQUEST, "Refused", message),
             WebError::Internal(e) => {
                 let request_id = crate::users::random_token(8);
-                tracing::error!(%request_id, "internal error: {}", crate::cli::error_line(&e));
+                tracing::error!(%request_id, "internal error: {}", crate::error::error_line(&e));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Server error",

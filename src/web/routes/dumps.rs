@@ -115,23 +115,7 @@ async fn new_dump_page(
     state: &AppState,
     error: Option<String>,
 ) -> WebResult<NewDumpPage> {
-    let config = state.config.clone();
-    let (needed, free) = tokio::task::spawn_blocking(move || {
-        let data = config
-            .data_database()
-            .ok()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
-        let storages: u64 = config
-            .storages
-            .paths
-            .iter()
-            .map(|p| space::tree_size(p))
-            .sum();
-        (data + storages, space::free_bytes(&config.dump.path))
-    })
-    .await
-    .map_err(|e| WebError::Internal(crate::Error::Usage(format!("space estimate: {e}"))))?;
+    let space = space::estimate(state.config.clone()).await?;
     let config = &state.config;
     let apps = config
         .apps
@@ -158,11 +142,12 @@ async fn new_dump_page(
     Ok(NewDumpPage {
         ctx: staff.ctx().await?,
         contents: Contents { apps, storages },
-        needed: human_size(needed as i64),
-        free: free
+        needed: human_size(space.needed as i64),
+        free: space
+            .free
             .map(|f| human_size(f as i64))
             .unwrap_or_else(|| "unknown".into()),
-        enough_space: free.is_none_or(|f| f >= needed),
+        enough_space: space.enough(),
         error,
     })
 }
