@@ -490,6 +490,24 @@ mod tests {
     }
 
     #[test]
+    fn zero_durations_and_counts_are_refused_by_name() {
+        for (text, key) in [
+            ("[server]\nsession_minutes = 0\n", "server.session_minutes"),
+            ("[load]\ntimeout = 0\n", "load.timeout"),
+            ("[dump]\nconcurrency = 0\n", "dump.concurrency"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+        let e = parse("[server]\nsession_minutes = 9999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.session_minutes"), "{e}");
+        let c = parse("[server]\nsession_minutes = 90\n").unwrap();
+        assert_eq!(c.server.session_lifetime(), time::Duration::minutes(90));
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = parse("[dump]\npth = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("dump") && e.contains("pth"), "{e}");

@@ -136,10 +136,48 @@ pub fn fetch_as(
         .timeout_write(t)
         .build();
 
+    let (response, url) = follow(&agent, config, request, target, progress)?;
+
+    let mut headers = BTreeMap::new();
+    for name in request.capture {
+        if let Some(value) = response.header(name) {
+            headers.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+    }
+    let expected_len = response
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    let (path, size, checksum) = save(
+        response,
+        &url,
+        expected_len,
+        dest_dir,
+        target.name,
+        progress,
+    )?;
+    Ok(Fetched {
+        path,
+        size,
+        checksum,
+        headers,
+        final_url: url,
+    })
+}
+
+/// GET `request.url`, following redirects as `[load]` allows; returns the
+/// successful response and the URL it came from.
+fn follow(
+    agent: &ureq::Agent,
+    config: &LoadConfig,
+    request: &Request<'_>,
+    target: &Target<'_>,
+    progress: &dyn Progress,
+) -> Result<(ureq::Response, String)> {
     let origin = origin_of(request.url).to_string();
     let mut url = request.url.to_string();
     let mut hops = 0;
-    let response = loop {
+    loop {
         let mut req = agent.get(&url);
         if origin_of(&url) == origin {
             for (name, value) in request.headers {
@@ -160,7 +198,7 @@ pub fn fetch_as(
         };
         let status = response.status();
         if (200..300).contains(&status) {
-            break response;
+            return Ok((response, url));
         }
         if !(300..400).contains(&status) {
             return Err(Error::Download(format!(
@@ -192,18 +230,19 @@ pub fn fetch_as(
         check_scheme(config, &next)?;
         progress.log(&format!("Redirected ({status}) to {next}"));
         url = next;
-    };
-
-    let mut headers = BTreeMap::new();
-    for name in request.capture {
-        if let Some(value) = response.header(name) {
-            headers.insert(name.to_ascii_lowercase(), value.to_string());
-        }
     }
-    let expected_len = response
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+}
 
+/// Stream the body into a temporary file in `dest_dir`, hashing it, then
+/// rename it to `name` (or `name-1`...), never over an existing file.
+fn save(
+    response: ureq::Response,
+    url: &str,
+    expected_len: Option<u64>,
+    dest_dir: &Path,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, u64, String)> {
     fs::create_dir_all(dest_dir).ctx("create directory", dest_dir)?;
     let mut part = tempfile::Builder::new()
         .prefix(".diskette-download-")
@@ -242,7 +281,6 @@ pub fn fetch_as(
     part.as_file().sync_all().ctx("write", &part_path)?;
     progress.advance(0, 1);
 
-    let name = target.name;
     let (stem, ext) = split_name(name);
     let mut attempt = 0;
     let path = loop {
@@ -260,13 +298,7 @@ pub fn fetch_as(
             Err(e) => return Err(Error::io("rename into place", candidate, e.error)),
         }
     };
-    Ok(Fetched {
-        path,
-        size,
-        checksum,
-        headers,
-        final_url: url,
-    })
+    Ok((path, size, checksum))
 }
 
 fn explained<'a>(target: &Target<'a>, code: u16) -> Option<&'a str> {

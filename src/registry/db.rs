@@ -325,15 +325,6 @@ pub async fn delete_dump<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::R
     Ok(done.rows_affected() == 1)
 }
 
-/// Total size of the archives still on disk.
-pub async fn stored_bytes<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(SUM(size), 0) FROM dumps WHERE status = 'processed' AND purged_at IS NULL",
-    )
-    .fetch_one(ex)
-    .await
-}
-
 // ---------------------------------------------------------------- users
 
 const USER_COLUMNS: &str =

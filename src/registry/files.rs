@@ -26,7 +26,7 @@ pub(super) fn remove_file_if_exists(path: &Path) -> Result<()> {
 }
 
 /// True for what the engine writes before its final rename (see `dump::TEMP_PREFIX`).
-pub fn is_temp_name(name: &str) -> bool {
+fn is_temp_name(name: &str) -> bool {
     name.starts_with(crate::dump::TEMP_PREFIX)
 }
 

@@ -2,7 +2,7 @@
 //! users, API keys and the action history, in SQLite.
 //!
 //! `db` holds the SQL (the only SQL of the crate), `service` the rules; the
-//! background worker that runs the archive engine is `crate::worker`.
+//! background worker that runs the archive engine lives outside, in `worker`.
 
 pub mod accounts;
 mod db;
@@ -13,7 +13,7 @@ pub mod space;
 pub mod types;
 
 pub use accounts::Login;
-pub use files::{is_temp_name, unique_pattern};
+pub use files::unique_pattern;
 pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, User};
 pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
 pub use types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, UserId, Username};
@@ -71,6 +71,58 @@ mod tests {
         let parsed = OffsetDateTime::parse(&b, &time::format_description::well_known::Rfc3339);
         assert_eq!(parsed.unwrap(), later);
         assert_eq!(display_time(later), "2025-02-03 17:53:09 UTC");
+    }
+
+    /// Rows written with variable fractional digits become fixed-width, and
+    /// the rules dropped for the conversion are back.
+    #[tokio::test]
+    async fn old_timestamps_are_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("r.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0001_registry.sql"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO dumps (created_at, processed_at, status, with_data, with_storages, \
+             deprecated, filename, size, checksum, purged_at) VALUES \
+             ('2025-02-03T17:53:09Z', '2025-02-03T17:53:09.5Z', 'processed', 1, 0, 1, 'a', 1, ?, \
+              '2025-02-03T17:53:10.123456Z')",
+        )
+        .bind("c".repeat(128))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../migrations/0002_fixed_width_timestamps.sql"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let row: (String, String, String) =
+            sqlx::query_as("SELECT created_at, processed_at, purged_at FROM dumps")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            row,
+            (
+                "2025-02-03T17:53:09.000000Z".into(),
+                "2025-02-03T17:53:09.500000Z".into(),
+                "2025-02-03T17:53:10.123456Z".into()
+            )
+        );
+        let changed = sqlx::query("UPDATE dumps SET created_at = 'x'")
+            .execute(&pool)
+            .await;
+        assert!(changed.is_err(), "identity rule restored");
+        let unpurged = sqlx::query("UPDATE dumps SET purged_at = NULL")
+            .execute(&pool)
+            .await;
+        assert!(unpurged.is_err(), "purge rule restored");
     }
 
     /// The schema holds the rules SQL can express; migrating twice is a no-op.

@@ -224,14 +224,6 @@ impl Registry {
         Ok(id)
     }
 
-    /// Claim one given dump (the CLI's `dump --save` runs its own record).
-    pub async fn claim(&self, id: DumpId) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let claimed = db::claim(&mut *tx, id).await?;
-        tx.commit().await?;
-        Ok(claimed)
-    }
-
     pub async fn record_progress(
         &self,
         id: DumpId,
@@ -386,10 +378,6 @@ impl Registry {
             unrecorded,
             purged,
         })
-    }
-
-    pub async fn stored_bytes(&self) -> Result<u64> {
-        Ok(db::stored_bytes(&self.pool).await?.max(0) as u64)
     }
 
     /// A download began: history only.

@@ -42,12 +42,6 @@ impl From<Error> for WebError {
     }
 }
 
-impl From<sqlx::Error> for WebError {
-    fn from(e: sqlx::Error) -> Self {
-        WebError::Internal(Error::Registry(e))
-    }
-}
-
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
         WebError::Internal(Error::Internal(format!("template: {e}")))
@@ -64,7 +58,7 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, message) = match self {
             WebError::LoginRequired { next } => {
-                let target = format!("/login?next={}", super::auth::encode_component(&next));
+                let target = format!("/login?next={}", super::url::encode_component(&next));
                 return Redirect::to(&target).into_response();
             }
             WebError::Unauthorized => {

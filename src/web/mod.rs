@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod pages;
 mod routes;
+pub mod url;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use crate::web::AppState;
 use crate::web::auth::{self, CsrfForm, MaybeUser, NoFields};
 use crate::web::error::WebResult;
 use crate::web::pages::{Ctx, LoginPage};
+use crate::web::url;
 
 /// How long an anonymous session (the login form's token) lives unused.
 const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(30);
@@ -31,7 +32,7 @@ pub async fn login_page(
     maybe: MaybeUser,
     Query(q): Query<NextQuery>,
 ) -> WebResult<Response> {
-    let next = auth::safe_next(q.next.as_deref());
+    let next = url::safe_next(q.next.as_deref());
     if maybe.user.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
@@ -76,7 +77,7 @@ pub async fn login(
     maybe: MaybeUser,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> WebResult<Response> {
-    let next = auth::safe_next(form.next.as_deref());
+    let next = url::safe_next(form.next.as_deref());
     let username = form.username.trim().to_string();
     match state
         .registry

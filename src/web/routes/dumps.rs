@@ -12,9 +12,10 @@ use super::parse_id;
 use crate::registry::space;
 use crate::registry::{DumpFilter, DumpId, DumpStatus, OptionSet};
 use crate::web::AppState;
-use crate::web::auth::{CsrfForm, NoFields, Staff, encode_component};
+use crate::web::auth::{CsrfForm, NoFields, Staff};
 use crate::web::error::{WebError, WebResult};
 use crate::web::pages::{Choice, Contents, DumpDetailPage, DumpListPage, NewDumpPage, human_size};
+use crate::web::url::encode_component;
 
 const PAGE_SIZE: i64 = 25;
 const FLASH_KEY: &str = "flash";
