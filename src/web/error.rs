@@ -106,3 +106,34 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
         Err(_) => (status, format!("{title}: {message}\n")).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(res: Response) -> String {
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_show_their_text_and_internal_failures_only_an_id() {
+        let refused = WebError::from(Error::Usage("a key name is 1 to 200 characters".into()));
+        let res = refused.into_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(res)
+                .await
+                .contains("a key name is 1 to 200 characters")
+        );
+
+        let internal = WebError::from(Error::Internal("password hashing failed: panic".into()));
+        let res = internal.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = body(res).await;
+        assert!(text.contains("Request id: "), "{text}");
+        assert!(!text.contains("hashing"), "{text}");
+    }
+}
