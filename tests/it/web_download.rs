@@ -311,7 +311,7 @@ async fn load_from_the_server_end_to_end() {
     let (config, base, k) = (app.config.clone(), app.base.clone(), key.clone());
     let into = app.dir.path().join("downloads");
     let fetched = tokio::task::spawn_blocking(move || {
-        diskette::web::client::fetch_latest(
+        diskette::cli::server::fetch_latest(
             &config,
             &base,
             &k,
@@ -330,7 +330,7 @@ async fn load_from_the_server_end_to_end() {
     // A deprecated or bad key fails cleanly.
     let (config, base) = (app.config.clone(), app.base.clone());
     let refused = tokio::task::spawn_blocking(move || {
-        diskette::web::client::fetch_latest(
+        diskette::cli::server::fetch_latest(
             &config,
             &base,
             "dsk_bad",

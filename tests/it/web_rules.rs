@@ -2,7 +2,7 @@
 //! and, where a rule is about what SQL allows, straight in the database.
 
 use crate::support::app::*;
-use diskette::registry::db::Outcome;
+use diskette::registry::Outcome;
 use diskette::registry::{Actor, Checksum, DumpStatus, OptionSet};
 use reqwest::StatusCode;
 
@@ -410,14 +410,15 @@ async fn dump_list_filters_and_pages() {
 async fn worker_run_once_moves_a_dump_through_its_states() {
     use std::sync::Arc;
 
-    use diskette::registry::{Registry, Worker};
+    use diskette::registry::Registry;
+    use diskette::worker::Worker;
     use tokio_util::sync::CancellationToken;
 
     let (_dir, config_path) = workspace();
     let config = load_config(&config_path, &[]);
     let registry = Registry::open(&config).await.unwrap();
     let token = CancellationToken::new();
-    let engine = diskette::registry::jobs::engine();
+    let engine = diskette::worker::engine();
     let worker = Worker::new(
         registry.clone(),
         Arc::new(config.clone()),
@@ -481,7 +482,7 @@ async fn worker_run_once_moves_a_dump_through_its_states() {
 /// A panic inside the engine fails that dump only; the service goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_panic_fails_the_dump_not_the_service() {
-    let archiver: diskette::registry::Archiver = std::sync::Arc::new(|_, opts, _| {
+    let archiver: diskette::worker::Archiver = std::sync::Arc::new(|_, opts, _| {
         if opts.with_data {
             panic!("engine bug");
         }

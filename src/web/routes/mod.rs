@@ -48,9 +48,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Up, and the registry answers.
 async fn healthz(State(state): State<AppState>) -> WebResult<impl IntoResponse> {
-    sqlx::query("SELECT 1")
-        .execute(state.registry.pool())
-        .await?;
+    state.registry.ping().await?;
     Ok("ok\n")
 }
 

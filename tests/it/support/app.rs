@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diskette::Config;
-use diskette::registry::{Archiver, DumpId, DumpStatus, Password, Registry, Username};
+use diskette::registry::{DumpId, DumpStatus, Password, Registry, Username};
 use diskette::web::Server;
+use diskette::worker::Archiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +41,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
-            archiver: diskette::registry::jobs::engine(),
+            archiver: diskette::worker::engine(),
             env: Vec::new(),
         }
     }
@@ -88,14 +89,14 @@ pub async fn spawn_on(dir: tempfile::TempDir, config_path: &Path, setup: Setup) 
     app.add_user(STAFF, false).await;
     let id = app.add_user(NOT_STAFF, false).await;
     app.registry
-        .set_user_flags(id, true, false, false)
+        .set_user_flags(diskette::registry::Actor::System, id, true, false, false)
         .await
         .unwrap();
     app
 }
 
 impl TestApp {
-    pub async fn add_user(&self, name: &str, superuser: bool) -> i64 {
+    pub async fn add_user(&self, name: &str, superuser: bool) -> diskette::registry::UserId {
         let username: Username = name.parse().unwrap();
         self.registry
             .create_user(

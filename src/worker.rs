@@ -13,13 +13,11 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::db::Outcome;
-use super::service::Registry;
-use super::types::DumpId;
 use crate::Config;
 use crate::dump::{DumpOptions, DumpOutcome};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::registry::{DumpId, Outcome, Registry, unique_pattern};
 
 /// The engine call, replaceable in tests (to inject failures).
 pub type Archiver =
@@ -71,7 +69,7 @@ impl Worker {
     /// Run jobs until the shutdown token fires, then wait for the running ones
     /// (they stop early, cancelled) so the registry is left consistent.
     pub async fn run(self) {
-        let limit = self.config.dump.concurrency.max(1);
+        let limit = self.config.dump.concurrency;
         let mut running = JoinSet::new();
         // A job task that panicked is a bug: the others go on, and the panic
         // is raised again once everything has stopped (tests see it).
@@ -95,13 +93,13 @@ impl Worker {
                         let worker = self.clone();
                         running.spawn(async move {
                             if let Err(e) = worker.execute(id, None).await {
-                                tracing::error!(dump = %id, "dump job: {}", crate::cli::error_line(&e));
+                                tracing::error!(dump = %id, "dump job: {}", crate::error::error_line(&e));
                             }
                         });
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!("claiming a dump: {}", crate::cli::error_line(&e));
+                        tracing::error!("claiming a dump: {}", crate::error::error_line(&e));
                         break;
                     }
                 }
@@ -155,20 +153,20 @@ impl Worker {
                 _ = tick.tick() => {
                     let (bytes, files, logs) = progress.take();
                     if let Err(e) = self.registry.record_progress(id, bytes, files, &logs).await {
-                        tracing::warn!(dump = %id, "recording progress: {}", crate::cli::error_line(&e));
+                        tracing::warn!(dump = %id, "recording progress: {}", crate::error::error_line(&e));
                     }
                 }
             }
         };
         let result = match result {
             Ok(r) => r,
-            Err(join) => Err(Error::Usage(format!(
+            Err(join) => Err(Error::Internal(format!(
                 "the dump job stopped unexpectedly: {join}"
             ))),
         };
         match result {
             Ok(outcome) => {
-                let checksum = super::service::checksum(&outcome.checksum)?;
+                let checksum = crate::registry::checksum(&outcome.checksum)?;
                 progress.log(&format!(
                     "Archive {} written: {} bytes, {} files, checksum {}",
                     outcome.filename, outcome.size, outcome.files, checksum
@@ -190,8 +188,8 @@ impl Worker {
             }
             Err(e) => {
                 let message = match e {
-                    Error::Cancelled => super::service::INTERRUPTED.to_string(),
-                    other => crate::cli::error_line(&other),
+                    Error::Cancelled => crate::registry::INTERRUPTED.to_string(),
+                    other => crate::error::error_line(&other),
                 };
                 progress.log(&format!("error: {message}"));
                 let (_, _, logs) = progress.take();
@@ -200,15 +198,6 @@ impl Worker {
             }
         }
         Ok(())
-    }
-}
-
-/// `diskette{features}_{date}.tar.gz` → `diskette{features}_{date}_17.tar.gz`:
-/// two dumps of one set in the same second must not share a file.
-pub fn unique_pattern(pattern: &str, id: DumpId) -> String {
-    match pattern.strip_suffix(".tar.gz") {
-        Some(stem) => format!("{stem}_{id}.tar.gz"),
-        None => format!("{pattern}_{id}.tar.gz"),
     }
 }
 
@@ -262,7 +251,7 @@ impl Progress for JobProgress {
         }
     }
     fn log(&self, line: &str) {
-        let stamp = super::display_time(&super::now());
+        let stamp = crate::registry::display_time(time::OffsetDateTime::now_utc());
         if let Ok(mut l) = self.logs.lock() {
             l.push_str(&format!("[{stamp}] {line}\n"));
         }
@@ -280,20 +269,5 @@ impl Progress for JobProgress {
     }
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_get_the_dump_id() {
-        assert_eq!(
-            unique_pattern("diskette{features}_{date}.tar.gz", DumpId::from(7)),
-            "diskette{features}_{date}_7.tar.gz"
-        );
-        let p = unique_pattern(crate::config::DEFAULT_FILENAME, DumpId::from(3));
-        assert!(crate::archive::filename::validate_pattern(&p).is_ok());
     }
 }

@@ -1,9 +1,16 @@
-//! Command-line interface: parsing and dispatch. Every command prints one clear
-//! error line and exits non-zero on failure.
+//! Command-line interface: every command, its parsing and its output. Every
+//! command prints one clear error line and exits non-zero on failure.
+//!
+//! `registry`: `user`, `key` and `dump --save`; `server`: `load --server`;
+//! `serve`: `serve` and `demo`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub mod registry;
+pub mod serve;
+pub mod server;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -53,10 +60,10 @@ pub enum Command {
     },
     /// Manage the staff users of the web admin
     #[command(subcommand)]
-    User(crate::web::cli::UserCommand),
+    User(registry::UserCommand),
     /// Manage the API keys of `load --server`
     #[command(subcommand)]
-    Key(crate::web::cli::KeyCommand),
+    Key(registry::KeyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -182,13 +189,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { addr } => {
             let config = Config::discover(cli.config.as_deref())?;
-            crate::web::cli::runtime()?.block_on(crate::web::serve(config, addr.as_deref()))
+            serve::runtime()?.block_on(serve::serve(config, addr.as_deref()))
         }
-        Command::Demo { dir, addr } => {
-            crate::web::cli::runtime()?.block_on(crate::demo::run(&dir, Some(&addr)))
-        }
-        Command::User(cmd) => crate::web::cli::user(&Config::discover(cli.config.as_deref())?, cmd),
-        Command::Key(cmd) => crate::web::cli::key(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Demo { dir, addr } => serve::runtime()?.block_on(serve::demo(&dir, Some(&addr))),
+        Command::User(cmd) => registry::user(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Key(cmd) => registry::key(&Config::discover(cli.config.as_deref())?, cmd),
         Command::Apps(args) => {
             let config = Config::discover(cli.config.as_deref())?;
             run_apps(&config, args, cli.quiet)
@@ -224,7 +229,7 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         log_checksum: !args.no_checksum,
     };
     if args.save {
-        return crate::web::cli::dump_and_save(config, &opts, quiet);
+        return registry::dump_and_save(config, &opts, quiet);
     }
     let console = Console::new(quiet);
     if args.check {
@@ -292,9 +297,7 @@ fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {
     };
     let console = Console::new(quiet);
     let report = match (&args.server, &args.api_key) {
-        (Some(server), Some(key)) => {
-            crate::web::client::load_from_server(config, server, key, opts, &console)?
-        }
+        (Some(server), Some(key)) => server::load_from_server(config, server, key, opts, &console)?,
         _ => crate::load::load(config, &opts, &console)?,
     };
     console.finish();
@@ -320,19 +323,4 @@ pub fn init_tracing(quiet: bool) {
         // A closed stderr must not turn every later log line into a panic.
         .log_internal_errors(false)
         .try_init();
-}
-
-/// The error and its causes on one line.
-pub fn error_line(e: &Error) -> String {
-    let mut line = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = s.source();
-    }
-    line.replace('\n', " ")
 }

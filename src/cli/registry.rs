@@ -5,11 +5,13 @@ use std::sync::Arc;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
+use super::serve::runtime;
 use crate::Config;
 use crate::dump::DumpOptions;
 use crate::error::{Error, Result};
 use crate::progress::{Console, Progress};
-use crate::registry::{Actor, DumpStatus, OptionSet, Registry, Username, Worker};
+use crate::registry::{Actor, ApiKeyId, DumpStatus, OptionSet, Registry, Username};
+use crate::worker::Worker;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -44,14 +46,7 @@ pub enum KeyCommand {
     /// List the API keys
     List,
     /// Deprecate an API key (irreversible)
-    Deprecate { id: i64 },
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("start", "async runtime", e))
+    Deprecate { id: ApiKeyId },
 }
 
 pub fn user(config: &Config, cmd: UserCommand) -> Result<()> {
@@ -105,14 +100,14 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<()> {
             UserCommand::Deactivate { name } => {
                 let u = registry.require_user(&name).await?;
                 registry
-                    .set_user_flags(u.id, false, u.is_staff, u.is_superuser)
+                    .set_user_flags(Actor::System, u.id, false, u.is_staff, u.is_superuser)
                     .await?;
                 eprintln!("User {name} deactivated.");
             }
             UserCommand::Activate { name } => {
                 let u = registry.require_user(&name).await?;
                 registry
-                    .set_user_flags(u.id, true, u.is_staff, u.is_superuser)
+                    .set_user_flags(Actor::System, u.id, true, u.is_staff, u.is_superuser)
                     .await?;
                 eprintln!("User {name} activated.");
             }
@@ -175,7 +170,7 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
         let worker = Worker::new(
             registry.clone(),
             Arc::new(config),
-            crate::registry::jobs::engine(),
+            crate::worker::engine(),
             cancel,
         );
         let id = registry.create_claimed_dump(set, Actor::System).await?;
@@ -185,7 +180,7 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
         let dump = registry
             .dump(id)
             .await?
-            .ok_or_else(|| Error::Usage(format!("dump {id} vanished")))?;
+            .ok_or_else(|| Error::Internal(format!("dump {id} vanished")))?;
         match dump.status {
             DumpStatus::Processed => {
                 if !quiet {
