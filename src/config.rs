@@ -59,6 +59,46 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Idle session lifetime, in minutes.
     pub session_minutes: u64,
+    /// Proxies whose `X-Forwarded-For` tells the client's address.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Addresses and networks (`10.0.0.1`, `10.0.0.0/8`, `::1`) of the reverse
+/// proxies in front of the server; from anyone else, `X-Forwarded-For` is
+/// ignored and the connection's peer is the client.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        let nets = items
+            .iter()
+            .map(|item| {
+                let item = item.trim();
+                item.parse::<ipnet::IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "{item:?} is not an IP address or network (10.0.0.1, 10.0.0.0/8, ::1)"
+                        ))
+                    })
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(TrustedProxies(nets))
+    }
 }
 
 /// Longest idle session accepted in `[server] session_minutes`: one year.
@@ -78,6 +118,7 @@ impl Default for ServerConfig {
             base_url: None,
             secure_cookies: false,
             session_minutes: 8 * 60,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
