@@ -614,4 +614,23 @@ mod tests {
             .to_string();
         assert!(e.contains("dump.permissions"), "{e}");
     }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let c = parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]\n")
+            .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted = &c.server.trusted_proxies;
+        assert!(trusted.contains(ip("127.0.0.1")) && trusted.contains(ip("::ffff:127.0.0.1")));
+        assert!(trusted.contains(ip("10.200.3.4")) && trusted.contains(ip("::1")));
+        assert!(!trusted.contains(ip("127.0.0.2")) && !trusted.contains(ip("11.0.0.1")));
+        assert!(parse("").unwrap().server.trusted_proxies.is_empty());
+        let e = parse("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.trusted_proxies") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+    }
 }

@@ -279,3 +279,38 @@ async fn verify_blocking(hash: Option<String>, password: Password) -> Result<boo
         .await
         .map_err(|e| Error::Internal(format!("password check failed: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lock_double_and_decay() {
+        let t0 = time::macros::datetime!(2025-02-03 17:00:00 UTC);
+        let mut row = None;
+        for n in 1..=4 {
+            row = next_count(row.as_ref(), t0, USER_LIMIT);
+            let r = row.as_ref().unwrap();
+            assert_eq!((r.attempts, r.locked_until), (n, None));
+        }
+        row = next_count(row.as_ref(), t0, USER_LIMIT);
+        let lock = row.as_ref().unwrap().locked_until.unwrap();
+        assert_eq!(lock - t0, time::Duration::seconds(FIRST_LOCK_SECS));
+        assert!(next_count(row.as_ref(), lock - time::Duration::SECOND, USER_LIMIT).is_none());
+        // Right after the lock: a sixth attempt, a lock twice as long.
+        let sixth = next_count(row.as_ref(), lock, USER_LIMIT).unwrap();
+        assert_eq!(sixth.attempts, 6);
+        assert_eq!(
+            sixth.locked_until.unwrap() - lock,
+            time::Duration::seconds(2 * FIRST_LOCK_SECS)
+        );
+        // One failure is forgotten per period; all of them after five.
+        let later = t0 + time::Duration::seconds(2 * DECAY_SECS + 1);
+        let r = next_count(row.as_ref(), later, USER_LIMIT).unwrap();
+        assert_eq!((r.attempts, r.locked_until), (4, None));
+        assert_eq!(r.decay_from, t0 + time::Duration::seconds(2 * DECAY_SECS));
+        let much_later = t0 + time::Duration::seconds(5 * DECAY_SECS);
+        let r = next_count(row.as_ref(), much_later, USER_LIMIT).unwrap();
+        assert_eq!((r.attempts, r.decay_from), (1, much_later));
+    }
+}
