@@ -260,6 +260,7 @@ async fn password_changes_end_the_other_sessions_of_the_user() {
     let staff = app.login(STAFF).await;
     let staff_id = app.registry.user(STAFF).await.unwrap().unwrap().id;
     let admin_id = app.registry.user(ADMIN).await.unwrap().unwrap().id;
+    let staff_token = staff.csrf("/dumps").await;
 
     let res = admin
         .post_form(
@@ -270,6 +271,15 @@ async fn password_changes_end_the_other_sessions_of_the_user() {
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     sent_to_login(&staff, &app, "/dumps").await;
+    // Its "Log out" button, still on screen, leads to the login page too.
+    let res = staff
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", staff_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/login");
     staff.log_in(STAFF, "a brand new password").await;
     staff.page("/dumps").await;
 

@@ -12,7 +12,7 @@ use tower_sessions::Expiry;
 use crate::registry::Login;
 use crate::web::AppState;
 use crate::web::auth::{self, CsrfForm, LoginCsrfForm, MaybeUser, NoFields};
-use crate::web::error::WebResult;
+use crate::web::error::{WebError, WebResult};
 use crate::web::login;
 use crate::web::pages::{Ctx, LoginPage};
 use crate::web::url;
@@ -142,7 +142,15 @@ pub async fn login(
     render(&state, &headers, &maybe, form).await
 }
 
-pub async fn logout(maybe: MaybeUser, CsrfForm(_): CsrfForm<NoFields>) -> WebResult<Response> {
-    maybe.session.flush().await?;
+/// Log out. A session that has already ended (its user's password or access
+/// changed) has nothing left to protect: it goes to the login page too.
+pub async fn logout(
+    maybe: MaybeUser,
+    form: Result<CsrfForm<NoFields>, WebError>,
+) -> WebResult<Response> {
+    if maybe.user.is_some() {
+        form?;
+        maybe.session.flush().await?;
+    }
     Ok(Redirect::to("/login").into_response())
 }
