@@ -366,11 +366,23 @@ fn resolve_with_tables(apps: &[AppConfig], models: &[Selectable]) -> Result<Vec<
                 load: app.load_command.clone(),
             },
             None => {
-                let excluded = pick(app, &app.excludes, "exclude", models)?;
+                let mut excluded = pick(app, &app.excludes, "exclude", models)?;
                 let selected: Vec<usize> = pick(app, &app.models, "model", models)?
                     .into_iter()
                     .filter(|t| !excluded.contains(t))
                     .collect();
+                // As Diskette: the other models of the apps involved count as
+                // excluded too (kept from the drain unless allow_drain).
+                let involved: HashSet<&str> = selected
+                    .iter()
+                    .chain(&excluded)
+                    .map(|i| models[*i].table.app())
+                    .collect();
+                let implicit: Vec<usize> = (0..models.len())
+                    .filter(|i| involved.contains(models[*i].table.app()))
+                    .filter(|i| !selected.contains(i) && !excluded.contains(i))
+                    .collect();
+                excluded.extend(implicit);
                 if selected.is_empty() {
                     return Err(Error::Config(format!(
                         "apps: definition {:?} selects no table once its excludes are removed",

@@ -75,11 +75,6 @@ DISKETTE_APPS = [
     ],
     ["blog", {"models": ["blog"]}],
 ]
-# A test may give other definitions, as JSON.
-if os.environ.get("DISKETTE_TEST_APPS"):
-    import json
-
-    DISKETTE_APPS = json.loads(os.environ["DISKETTE_TEST_APPS"])
 DISKETTE_STORAGES = [MEDIA_ROOT]
 DISKETTE_STORAGES_EXCLUDES = ["*.tmp"]
 DISKETTE_DUMP_PATH = BASE_DIR / "var" / "dumps"

@@ -41,8 +41,10 @@ class Product(models.Model):
     supplier = models.ForeignKey(
         Supplier, null=True, blank=True, on_delete=models.SET_NULL
     )
-    tags = models.ManyToManyField(Tag, blank=True)
+    # Declared in name order, as the migration creates their tables: the
+    # schema does not tell the declaration order.
     related = models.ManyToManyField("self", symmetrical=False, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True)
     price = models.DecimalField(max_digits=8, decimal_places=2)
     created = models.DateTimeField()
     released = models.DateField(null=True, blank=True)
