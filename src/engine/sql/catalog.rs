@@ -119,11 +119,9 @@ impl Catalog {
                 .cloned()
                 .collect();
         }
-        // Registration order: content type ids, else table names.
-        labeled.sort_by(|(a, la), (b, lb)| {
-            let key = |i: &usize, l: &String| (ct_order.get(l).copied().unwrap_or(usize::MAX), tables[*i].clone());
-            key(a, la).cmp(&key(b, lb))
-        });
+        // Registration order: content type ids; else (and after them) the
+        // order the tables were created in, which migrations give.
+        labeled.sort_by_key(|(i, l)| (ct_order.get(l).copied().unwrap_or(usize::MAX), *i));
         for (i, label) in labeled {
             catalog.models.push(Model {
                 table: tables[i].clone(),
