@@ -209,7 +209,11 @@ impl<'c> Loader<'c> {
                 if self.ignore_nonexistent {
                     continue;
                 }
-                return Err(err(format!("no such field in table {} (load --ignorenonexistent skips it)", m.table)).into());
+                return Err(err(format!(
+                    "no such field in table {} (load --ignorenonexistent skips it; a load_command such as `python manage.py loaddata {{file}}` loads it through Django)",
+                    m.table
+                ))
+                .into());
             };
             let c = &m.schema.columns[column];
             let v = match (value, &c.references) {
