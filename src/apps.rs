@@ -579,6 +579,54 @@ mod tests {
     }
 
     #[test]
+    fn selection_follows_diskette() {
+        let mut t = tables(&[
+            "auth_group",
+            "auth_user",
+            "auth_permission",
+            "blog_post",
+            "audit_log",
+        ]);
+        t[4].has_pk = false;
+        t.insert(
+            1,
+            Selectable {
+                table: Table::new("auth_user_groups", &BTreeMap::new()),
+                through: true,
+                has_pk: true,
+            },
+        );
+        let mut drain = app("rest", &[]);
+        drain.is_drain = true;
+        // The model part of a label in any case; the other auth models are
+        // kept from the drain; the drain never takes through models and
+        // skips a table without a single-column key, saying so.
+        let r = resolve_with_tables(&[app("users", &["auth.User"]), drain.clone()], &t).unwrap();
+        assert_eq!(names(&r[0]), ["auth_user"]);
+        assert_eq!(names(&r[1]), ["blog_post"]);
+        assert!(
+            r[1].warnings[0].contains("audit_log"),
+            "{:?}",
+            r[1].warnings
+        );
+        // A whole app brings its through models, in registration order.
+        let r = resolve_with_tables(&[app("auth", &["auth"])], &t).unwrap();
+        assert_eq!(
+            names(&r[0]),
+            [
+                "auth_group",
+                "auth_user_groups",
+                "auth_user",
+                "auth_permission"
+            ]
+        );
+        let e = resolve_with_tables(&[app("audit", &["audit.Log"])], &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit_log") && e.contains("primary key"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_definition() {
         let t = tables(&["blog_article"]);
         let e = resolve_with_tables(&[app("blog", &["shop"])], &t)

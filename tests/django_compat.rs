@@ -605,7 +605,11 @@ fn ours_to_original(time_zone: Option<&'static str>) {
     // own dumpdata and loaddata (datetimes cut to milliseconds).
     for name in ["blog_category", "blog_article"] {
         let (columns, rows) = table(&dst.db(), name);
-        assert_eq!((columns, rows), as_dumped(table(&src.db(), name)), "table {name}");
+        assert_eq!(
+            (columns, rows),
+            as_dumped(table(&src.db(), name)),
+            "table {name}"
+        );
     }
     assert_eq!(table(&dst.db(), "blog_article").1.len(), 4);
     // Nothing else changed.

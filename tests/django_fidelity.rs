@@ -300,7 +300,9 @@ fn numbers(v: &Value) -> Value {
         Value::String(s) if s.parse::<f64>().is_ok() && s.contains('.') => {
             json!(s.parse::<f64>().unwrap())
         }
-        Value::String(s) if s.len() < 16 && s.parse::<i64>().is_ok() => json!(s.parse::<f64>().unwrap()),
+        Value::String(s) if s.len() < 16 && s.parse::<i64>().is_ok() => {
+            json!(s.parse::<f64>().unwrap())
+        }
         Value::Array(items) => Value::Array(items.iter().map(numbers).collect()),
         Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), numbers(v))).collect(),
         other => other.clone(),
@@ -323,7 +325,11 @@ fn assert_same_fixtures(theirs: &Path, ours: &Path, what: &str) {
         assert_eq!(labels(&o), labels(&t), "{what}: models of {name}");
         assert!(!t.is_empty(), "{what}: {name} is empty, it tests nothing");
         for (i, (a, b)) in t.iter().zip(&o).enumerate() {
-            assert_eq!(numbers(b), numbers(a), "{what}: {name}, record {i} (ours, theirs)");
+            assert_eq!(
+                numbers(b),
+                numbers(a),
+                "{what}: {name}, record {i} (ours, theirs)"
+            );
         }
     }
 }
@@ -412,7 +418,11 @@ fn our_fixtures_hold_what_diskette_dump_writes() {
     let tmp = common::temp_dir();
     let site = Site::seeded(tmp.path().join("site"));
     for natural in [false, true] {
-        let what = if natural { "natural keys" } else { "primary keys" };
+        let what = if natural {
+            "natural keys"
+        } else {
+            "primary keys"
+        };
         let work = tmp.path().join(format!("natural-{natural}"));
         let defs = definitions(natural);
         let theirs = site.diskette_dump(&defs, &work.join("theirs"), &[]);
@@ -474,7 +484,11 @@ fn archives_load_both_ways_into_the_same_tables() {
     };
     let source = loaded(&src.db());
     for natural in [false, true] {
-        let what = if natural { "natural keys" } else { "primary keys" };
+        let what = if natural {
+            "natural keys"
+        } else {
+            "primary keys"
+        };
         let work = tmp.path().join(format!("natural-{natural}"));
         let defs = definitions(natural);
         let theirs = src.diskette_dump(&defs, &work.join("theirs"), &[]);
@@ -483,7 +497,11 @@ fn archives_load_both_ways_into_the_same_tables() {
         // Diskette loads our archive.
         let a = Site::new(work.join("a"));
         a.manage(&["diskette_load", ours.to_str().unwrap(), "--keep"]);
-        assert_same_tables(&loaded(&a.db()), &source, &format!("{what}: diskette_load of ours"));
+        assert_same_tables(
+            &loaded(&a.db()),
+            &source,
+            &format!("{what}: diskette_load of ours"),
+        );
 
         // We load Diskette's archive, and ours.
         for (archive, name) in [(&theirs, "theirs"), (&ours, "ours")] {
@@ -495,7 +513,11 @@ fn archives_load_both_ways_into_the_same_tables() {
                 "{what}: our load of {name}:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert_same_tables(&loaded(&b.db()), &source, &format!("{what}: our load of {name}"));
+            assert_same_tables(
+                &loaded(&b.db()),
+                &source,
+                &format!("{what}: our load of {name}"),
+            );
         }
     }
 }
@@ -535,13 +557,19 @@ fn loading_resolves_natural_keys_and_replaces_links() {
     assert!(!out.status.success());
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(
-        error.contains("shop_app.product") && error.contains("tags") && error.contains("shop_app.tag"),
+        error.contains("shop_app.product")
+            && error.contains("tags")
+            && error.contains("shop_app.tag"),
         "{error}"
     );
     let before = tables(&site.db());
     let fixture = fixture.replace("[[3]]", "[3, 1]");
     let out = load_fixture(&site, tmp.path(), &fixture, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let query = "from shop_app.models import *; from django.contrib.auth.models import Group; \
         p = Product.objects.get(pk=2); \
         print(Supplier.objects.get(slug='nord').name, Supplier.objects.count(), p.supplier.slug, p.price, \
@@ -579,14 +607,21 @@ fn unresolvable_keys_and_unknown_fields_change_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let line = stderr.trim().lines().last().unwrap_or_default();
         assert!(!out.status.success(), "{fixture} loaded");
-        assert!(words.iter().all(|w| line.contains(w)), "{words:?} not in {line}");
+        assert!(
+            words.iter().all(|w| line.contains(w)),
+            "{words:?} not in {line}"
+        );
         assert_same_tables(&tables(&site.db()), &before, "after a refused load");
     }
     // With --ignorenonexistent, the unknown field and model are skipped.
     let fixture = r#"[{"model": "shop_app.tag", "pk": 9, "fields": {"name": "new", "colour": "red"}},
                       {"model": "shop_app.gone", "pk": 1, "fields": {}}]"#;
     let out = load_fixture(&site, tmp.path(), fixture, &["--ignorenonexistent"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, tags) = tables(&site.db()).remove_entry("shop_app_tag").unwrap();
     assert!(tags.contains(&vec![Sql::Integer(9), Sql::Text("new".into())]));
 }
@@ -607,14 +642,30 @@ fn unmatched_content_types_and_tables_are_listed() {
     for args in [&["apps"][..], &["dump", "--check"][..]] {
         let out = common::diskette(&config, args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("shop_app_product (shop_app.product)"), "{text}");
-        assert!(text.contains("shop_app_product_tags (shop_app.product_tags)"), "{text}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("shop_app_product (shop_app.product)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shop_app_product_tags (shop_app.product_tags)"),
+            "{text}"
+        );
         assert!(!text.contains("django_migrations ("), "{text}");
         assert!(text.contains("django_site (sites.site)"), "{text}");
-        let unmatched = text.lines().find(|l| l.starts_with("Content types with no table")).unwrap_or_default();
+        let unmatched = text
+            .lines()
+            .find(|l| l.starts_with("Content types with no table"))
+            .unwrap_or_default();
         assert!(unmatched.contains("shop_app.archived"), "{text}");
-        let unlabeled = text.lines().find(|l| l.starts_with("Tables with no model label")).unwrap_or_default();
+        let unlabeled = text
+            .lines()
+            .find(|l| l.starts_with("Tables with no model label"))
+            .unwrap_or_default();
         assert!(unlabeled.contains("legacy_archived"), "{text}");
     }
 }

@@ -190,13 +190,15 @@ impl Catalog {
         if schema.columns.len() != 3 {
             return None;
         }
-        let fks: Vec<_> = schema.columns.iter().filter(|c| c.name != pk && c.references.is_some()).collect();
+        let fks: Vec<_> = schema
+            .columns
+            .iter()
+            .filter(|c| c.name != pk && c.references.is_some())
+            .collect();
         if fks.len() != 2 {
             return None;
         }
-        let pair = |set: &Vec<String>| {
-            set.len() == 2 && fks.iter().all(|c| set.contains(&c.name))
-        };
+        let pair = |set: &Vec<String>| set.len() == 2 && fks.iter().all(|c| set.contains(&c.name));
         if !schema.unique.iter().any(pair) {
             return None;
         }
@@ -206,11 +208,17 @@ impl Catalog {
             .models
             .iter()
             .filter(|m| m.through.is_none())
-            .filter(|m| table.len() > m.table.len() + 1 && table.starts_with(&format!("{}_", m.table)))
-            .filter(|m| fks.iter().any(|c| c.references.as_deref() == Some(m.table.as_str())))
+            .filter(|m| {
+                table.len() > m.table.len() + 1 && table.starts_with(&format!("{}_", m.table))
+            })
+            .filter(|m| {
+                fks.iter()
+                    .any(|c| c.references.as_deref() == Some(m.table.as_str()))
+            })
             .max_by_key(|m| m.table.len())?;
         let field = table[owner.table.len() + 1..].to_string();
-        let points_to_owner = |c: &&&super::schema::Column| c.references.as_deref() == Some(owner.table.as_str());
+        let points_to_owner =
+            |c: &&&super::schema::Column| c.references.as_deref() == Some(owner.table.as_str());
         let (own, target) = if fks.iter().all(|c| points_to_owner(&c)) {
             // To itself: Django names the columns from_{model}_id, to_{model}_id.
             let from = fks.iter().find(|c| c.name.starts_with("from_"))?;
@@ -241,7 +249,9 @@ impl Catalog {
         }
         for m in &mut self.models {
             if let Some(fields) = keys.get(&m.label)
-                && fields.iter().all(|f| m.schema.columns.iter().any(|c| c.field == *f))
+                && fields
+                    .iter()
+                    .all(|f| m.schema.columns.iter().any(|c| c.field == *f))
             {
                 m.natural_key = Some(fields.clone());
             }
@@ -286,14 +296,18 @@ impl Catalog {
             }
             deps
         };
-        let mut pending: Vec<(usize, Vec<usize>)> = selected.iter().map(|i| (*i, deps_of(*i))).collect();
+        let mut pending: Vec<(usize, Vec<usize>)> =
+            selected.iter().map(|i| (*i, deps_of(*i))).collect();
         pending.reverse();
         let mut out: Vec<usize> = Vec::new();
         while !pending.is_empty() {
             let mut skipped = Vec::new();
             let mut changed = false;
             while let Some((m, deps)) = pending.pop() {
-                if deps.iter().all(|d| !selected.contains(d) || out.contains(d)) {
+                if deps
+                    .iter()
+                    .all(|d| !selected.contains(d) || out.contains(d))
+                {
                     out.push(m);
                     changed = true;
                 } else {
@@ -358,7 +372,13 @@ fn read_content_types(conn: &Connection, tables: &[String]) -> Result<Option<Vec
         .prepare("SELECT app_label, model FROM django_content_type ORDER BY id")
         .map_err(sql_err)?;
     let labels = stmt
-        .query_map([], |r| Ok(format!("{}.{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .query_map([], |r| {
+            Ok(format!(
+                "{}.{}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?
+            ))
+        })
         .map_err(sql_err)?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(sql_err)?;

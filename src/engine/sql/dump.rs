@@ -60,7 +60,11 @@ pub fn dump_tables(
             table.name, table.label
         ));
     }
-    let end: &[u8] = if style.indent.is_some() { b"\n]\n" } else { b"]" };
+    let end: &[u8] = if style.indent.is_some() {
+        b"\n]\n"
+    } else {
+        b"]"
+    };
     w.write_all(end).ctx("write", out)?;
     let file = w
         .into_inner()
@@ -132,7 +136,10 @@ impl<'a> ModelWriter<'a> {
         let fields_head = format!("{comma}{nl1}\"fields\": ");
         let key_text = |i: usize, name: &str| {
             let sep = if i == 0 { "{" } else { comma };
-            format!("{sep}{nl2}{}: ", serde_json::to_string(name).unwrap_or_default())
+            format!(
+                "{sep}{nl2}{}: ",
+                serde_json::to_string(name).unwrap_or_default()
+            )
         };
         let mut fields = Vec::new();
         for (column, c) in model.schema.columns.iter().enumerate() {
@@ -153,7 +160,10 @@ impl<'a> ModelWriter<'a> {
         }
         let mut m2m = Vec::new();
         for t in &model.m2m {
-            let through = catalog.models[*t].through.as_ref().expect("a through model");
+            let through = catalog.models[*t]
+                .through
+                .as_ref()
+                .expect("a through model");
             let natural = keys
                 .keyed_model(&through.target_table)
                 .filter(|_| format.natural_foreign);
@@ -168,7 +178,12 @@ impl<'a> ModelWriter<'a> {
         let empty_fields = fields.is_empty() && m2m.is_empty();
         let fields_close = format!("{nl1}}}");
         let record_close = format!("{}}}", style.newline(0));
-        let pk_column = model.schema.columns.iter().position(|c| c.name == pk).unwrap_or(0);
+        let pk_column = model
+            .schema
+            .columns
+            .iter()
+            .position(|c| c.name == pk)
+            .unwrap_or(0);
         Ok(ModelWriter {
             model,
             format,
@@ -193,7 +208,13 @@ impl<'a> ModelWriter<'a> {
         rows: &mut u64,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let select: Vec<String> = self.model.schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let select: Vec<String> = self
+            .model
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
         let sql = format!(
             "SELECT {} FROM {} ORDER BY {}",
             select.join(", "),
@@ -203,7 +224,11 @@ impl<'a> ModelWriter<'a> {
         let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
         let mut q = stmt.query([]).map_err(sql_err)?;
         let mut table_rows = 0u64;
-        let record_sep: &[u8] = if self.style.indent.is_some() { b",\n" } else { b", " };
+        let record_sep: &[u8] = if self.style.indent.is_some() {
+            b",\n"
+        } else {
+            b", "
+        };
         let io = |e: std::io::Error| Error::Data(format!("cannot write the fixture: {e}"));
         while let Some(row) = q.next().map_err(sql_err)? {
             if table_rows.is_multiple_of(4096) && progress.is_cancelled() {
@@ -235,8 +260,12 @@ impl<'a> ModelWriter<'a> {
         w.write_all(self.head.as_bytes()).map_err(io)?;
         let pk = get(self.pk_column)?;
         if !(self.format.natural_primary && self.model.natural_key.is_some()) {
-            values::write_fixture_value(w, pk, self.pk_kind, dt, self.style, 1)
-                .map_err(|m| format!("column {}: {m}", self.model.schema.columns[self.pk_column].name))?;
+            values::write_fixture_value(w, pk, self.pk_kind, dt, self.style, 1).map_err(|m| {
+                format!(
+                    "column {}: {m}",
+                    self.model.schema.columns[self.pk_column].name
+                )
+            })?;
             w.write_all(self.fields_head.as_bytes()).map_err(io)?;
         }
         if self.empty_fields {
@@ -249,7 +278,9 @@ impl<'a> ModelWriter<'a> {
             let column = &self.model.schema.columns[f.column].name;
             match f.natural {
                 Some(target) if v != ValueRef::Null => {
-                    let key = keys.key_of(target, v).map_err(|m| format!("column {column}: {m}"))?;
+                    let key = keys
+                        .key_of(target, v)
+                        .map_err(|m| format!("column {column}: {m}"))?;
                     pyjson::write_value(w, &key, self.style, 2).map_err(io)?;
                 }
                 _ => values::write_fixture_value(w, v, f.kind, dt, self.style, 2)
@@ -302,11 +333,13 @@ fn m2m_query(catalog: &Catalog, through_index: usize) -> String {
         .map(|i| catalog.models[i].label.as_str());
     let target_table = quote_ident(&t.target_table);
     match target_label {
-        Some("auth.permission") if catalog.index_of_table("django_content_type").is_some() => format!(
-            "SELECT m.{target} FROM {table} m JOIN {target_table} p ON p.id = m.{target} \
+        Some("auth.permission") if catalog.index_of_table("django_content_type").is_some() => {
+            format!(
+                "SELECT m.{target} FROM {table} m JOIN {target_table} p ON p.id = m.{target} \
              JOIN django_content_type c ON c.id = p.content_type_id \
              WHERE m.{own} = ?1 ORDER BY c.app_label, c.model, p.codename"
-        ),
+            )
+        }
         Some("sites.site") => format!(
             "SELECT m.{target} FROM {table} m JOIN {target_table} s ON s.id = m.{target} \
              WHERE m.{own} = ?1 ORDER BY s.domain"

@@ -184,7 +184,11 @@ impl<'c> Loader<'c> {
     }
 
     /// Every value of the record in its stored form, natural keys resolved.
-    fn resolve(&mut self, model: usize, record: &FixtureRecord) -> std::result::Result<Row, Refused> {
+    fn resolve(
+        &mut self,
+        model: usize,
+        record: &FixtureRecord,
+    ) -> std::result::Result<Row, Refused> {
         let catalog = self.catalog;
         let m = &catalog.models[model];
         let label = &record.model;
@@ -200,12 +204,23 @@ impl<'c> Loader<'c> {
         };
         for (field, value) in &record.fields {
             let err = |m: String| LoadError(format!("model {label}, field {field}: {m}"));
-            if let Some(t) = m.m2m.iter().find(|t| catalog.models[**t].through.as_ref().is_some_and(|th| th.field == *field)) {
+            if let Some(t) = m.m2m.iter().find(|t| {
+                catalog.models[**t]
+                    .through
+                    .as_ref()
+                    .is_some_and(|th| th.field == *field)
+            }) {
                 let targets = self.m2m_targets(*t, value).map_err(|r| r.map(err))?;
                 row.links.push((*t, targets));
                 continue;
             }
-            let Some(column) = m.schema.columns.iter().position(|c| c.field == *field).or_else(|| m.schema.columns.iter().position(|c| c.name == *field)) else {
+            let Some(column) = m
+                .schema
+                .columns
+                .iter()
+                .position(|c| c.field == *field)
+                .or_else(|| m.schema.columns.iter().position(|c| c.name == *field))
+            else {
                 if self.ignore_nonexistent {
                     continue;
                 }
@@ -217,7 +232,9 @@ impl<'c> Loader<'c> {
             };
             let c = &m.schema.columns[column];
             let v = match (value, &c.references) {
-                (Value::Array(key), Some(target)) => self.natural_target(target, key).map_err(|r| r.map(err))?,
+                (Value::Array(key), Some(target)) => {
+                    self.natural_target(target, key).map_err(|r| r.map(err))?
+                }
                 _ => sql_value(value, c.kind, self.datetimes).map_err(err)?,
             };
             row.columns.push(column);
@@ -228,9 +245,14 @@ impl<'c> Loader<'c> {
                 sql_value(v, m.schema.pk_kind(), self.datetimes)
                     .map_err(|e| LoadError(format!("model {label}, field pk: {e}")))?,
             ),
-            Some(Value::Null) | None => self.pk_by_natural_key(&row).map_err(|e| LoadError(format!("model {label}: {e}")))?,
+            Some(Value::Null) | None => self
+                .pk_by_natural_key(&row)
+                .map_err(|e| LoadError(format!("model {label}: {e}")))?,
             Some(other) => {
-                return Err(LoadError(format!("model {label}, field pk: {other} is not a primary key")).into());
+                return Err(LoadError(format!(
+                    "model {label}, field pk: {other} is not a primary key"
+                ))
+                .into());
             }
         };
         Ok(row)
@@ -244,7 +266,11 @@ impl<'c> Loader<'c> {
         };
         let mut columns = Vec::new();
         for f in fields {
-            let found = row.columns.iter().zip(&row.values).find(|(c, _)| m.schema.columns[**c].field == *f);
+            let found = row
+                .columns
+                .iter()
+                .zip(&row.values)
+                .find(|(c, _)| m.schema.columns[**c].field == *f);
             match found {
                 Some((c, v)) => columns.push((m.schema.columns[*c].name.clone(), v.clone())),
                 None => return Ok(None),
@@ -254,7 +280,11 @@ impl<'c> Loader<'c> {
     }
 
     /// The primary key a natural foreign key names.
-    fn natural_target(&mut self, table: &str, key: &[Value]) -> std::result::Result<SqlValue, Refused> {
+    fn natural_target(
+        &mut self,
+        table: &str,
+        key: &[Value],
+    ) -> std::result::Result<SqlValue, Refused> {
         let target = self
             .catalog
             .index_of_table(table)
@@ -270,8 +300,15 @@ impl<'c> Loader<'c> {
         }
     }
 
-    fn m2m_targets(&mut self, through: usize, value: &Value) -> std::result::Result<Vec<SqlValue>, Refused> {
-        let t = self.catalog.models[through].through.as_ref().expect("a through model");
+    fn m2m_targets(
+        &mut self,
+        through: usize,
+        value: &Value,
+    ) -> std::result::Result<Vec<SqlValue>, Refused> {
+        let t = self.catalog.models[through]
+            .through
+            .as_ref()
+            .expect("a through model");
         let Value::Array(items) = value else {
             return Err(LoadError("a many-to-many field takes a list".into()).into());
         };
@@ -316,7 +353,10 @@ impl Loader<'_> {
         let owner = match &row.pk {
             Some(pk) => {
                 let sql = self.upsert_sql(row.model, &columns);
-                let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| err(&row.pk, e))?;
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&sql)
+                    .map_err(|e| err(&row.pk, e))?;
                 let params = std::iter::once(pk).chain(values.iter());
                 stmt.execute(rusqlite::params_from_iter(params))
                     .map_err(|e| err(&row.pk, e))?;
@@ -364,13 +404,18 @@ impl Loader<'_> {
             .iter()
             .map(|c| quote_ident(&schema.columns[*c].name))
             .collect();
-        let updates: Vec<String> = quoted.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        let updates: Vec<String> = quoted
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
         let conflict = if updates.is_empty() {
             "DO NOTHING".to_string()
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
         };
-        let names = std::iter::once(pk.clone()).chain(quoted).collect::<Vec<_>>();
+        let names = std::iter::once(pk.clone())
+            .chain(quoted)
+            .collect::<Vec<_>>();
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT({pk}) {conflict}",
             quote_ident(&schema.name),
@@ -401,17 +446,17 @@ impl Loader<'_> {
             .prepare_cached(&format!("SELECT {target} FROM {table} WHERE {own} = ?1"))?
             .query_map([owner], |r| r.get(0))?
             .collect::<std::result::Result<_, _>>()?;
-        let mut delete = self
-            .conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE {own} = ?1 AND {target} = ?2"))?;
+        let mut delete = self.conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE {own} = ?1 AND {target} = ?2"
+        ))?;
         for old in existing.iter().filter(|o| !targets.contains(o)) {
             delete.execute([owner, old])?;
         }
         targets.sort_by(compare);
         targets.dedup();
-        let mut insert = self
-            .conn
-            .prepare_cached(&format!("INSERT INTO {table} ({own}, {target}) VALUES (?1, ?2)"))?;
+        let mut insert = self.conn.prepare_cached(&format!(
+            "INSERT INTO {table} ({own}, {target}) VALUES (?1, ?2)"
+        ))?;
         for new in targets.iter().filter(|n| !existing.contains(n)) {
             insert.execute([owner, new])?;
         }

@@ -84,7 +84,9 @@ impl<'a> NaturalKeys<'a> {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
         let row: Option<Vec<SqlValue>> = stmt
             .query_row([SqlValue::from(pk)], |r| {
-                (0..columns.len()).map(|i| r.get::<_, SqlValue>(i)).collect()
+                (0..columns.len())
+                    .map(|i| r.get::<_, SqlValue>(i))
+                    .collect()
             })
             .map(Some)
             .or_else(|e| match e {
@@ -92,7 +94,11 @@ impl<'a> NaturalKeys<'a> {
                 e => Err(e.to_string()),
             })?;
         let Some(row) = row else {
-            return Err(format!("{} has no row with primary key {:?}", m.label, SqlValue::from(pk)));
+            return Err(format!(
+                "{} has no row with primary key {:?}",
+                m.label,
+                SqlValue::from(pk)
+            ));
         };
         drop(stmt);
         let mut key = Vec::new();
@@ -177,7 +183,10 @@ impl<'a> NaturalKeys<'a> {
                 None => {
                     let (v, tail) = rest.split_first().ok_or("key too short")?;
                     rest = tail;
-                    out.push((c.name.clone(), values::sql_value(v, c.kind, self.datetimes)?));
+                    out.push((
+                        c.name.clone(),
+                        values::sql_value(v, c.kind, self.datetimes)?,
+                    ));
                 }
             }
         }

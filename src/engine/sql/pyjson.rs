@@ -194,8 +194,8 @@ mod tests {
 
     #[test]
     fn layouts_like_json_dumps() {
-        let v: Value = serde_json::from_str(r#"{"a": [1, 2.5, null, true], "é": {}, "l": []}"#)
-            .unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"a": [1, 2.5, null, true], "é": {}, "l": []}"#).unwrap();
         assert_eq!(
             dumps(&v, Style::default()),
             r#"{"a": [1, 2.5, null, true], "é": {}, "l": []}"#

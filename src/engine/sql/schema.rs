@@ -77,7 +77,8 @@ impl TableSchema {
         let columns = rows
             .iter()
             .map(|(name, declared, _)| {
-                let json = sql.contains(&format!("json_valid({})", quote_ident(name)).to_lowercase());
+                let json =
+                    sql.contains(&format!("json_valid({})", quote_ident(name)).to_lowercase());
                 let references = fks.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
                 let field = match (&references, name.strip_suffix("_id")) {
                     (Some(_), Some(f)) if !f.is_empty() => f.to_string(),

@@ -58,7 +58,12 @@ fn values_round_trip_exactly() {
     let stats = dump(&conn, &tables, &out).unwrap();
     assert_eq!(stats.rows, 3);
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with(r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "Café ☕ \"quoted\""}}, "#), "{text}");
+    assert!(
+        text.starts_with(
+            r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "Café ☕ \"quoted\""}}, "#
+        ),
+        "{text}"
+    );
     assert!(!text.contains('\n'));
 
     let before: Vec<Vec<SqlValue>> = all_rows(&conn, "blog_article");

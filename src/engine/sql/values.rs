@@ -80,7 +80,8 @@ fn split_stored_datetime(s: &str) -> Option<(&str, &str, &str)> {
 fn split_time(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() < 8 || !(digits(0..2) && b[2] == b':' && digits(3..5) && b[5] == b':' && digits(6..8))
+    if b.len() < 8
+        || !(digits(0..2) && b[2] == b':' && digits(3..5) && b[5] == b':' && digits(6..8))
     {
         return None;
     }
@@ -295,7 +296,9 @@ pub fn sql_value(
             ascii: true,
         };
         pyjson::write_value(&mut out, v, style, 0).map_err(|e| e.to_string())?;
-        return Ok(SqlValue::Text(String::from_utf8(out).map_err(|e| e.to_string())?));
+        return Ok(SqlValue::Text(
+            String::from_utf8(out).map_err(|e| e.to_string())?,
+        ));
     }
     Ok(match v {
         Value::Null => SqlValue::Null,
@@ -377,10 +380,19 @@ mod tests {
 
     #[test]
     fn times_uuids_and_decimals() {
-        assert_eq!(time_to_fixture("09:30:15.789123").as_deref(), Some("09:30:15.789"));
+        assert_eq!(
+            time_to_fixture("09:30:15.789123").as_deref(),
+            Some("09:30:15.789")
+        );
         assert_eq!(time_to_fixture("18:00:00").as_deref(), Some("18:00:00"));
-        assert_eq!(time_from_fixture("09:30:15.789").as_deref(), Some("09:30:15.789000"));
-        assert_eq!(time_from_fixture("18:00:00.000").as_deref(), Some("18:00:00"));
+        assert_eq!(
+            time_from_fixture("09:30:15.789").as_deref(),
+            Some("09:30:15.789000")
+        );
+        assert_eq!(
+            time_from_fixture("18:00:00.000").as_deref(),
+            Some("18:00:00")
+        );
         let hex = "0f8fad5bd9cb469fa16570867728950e";
         let dashed = "0f8fad5b-d9cb-469f-a165-70867728950e";
         assert_eq!(uuid_to_fixture(hex).as_deref(), Some(dashed));
@@ -394,8 +406,12 @@ mod tests {
             serde_json::json!({"k": "é"})
         );
         assert_eq!(
-            sql_value(&serde_json::json!({"k": "é", "n": [1, 2.5]}), ColumnKind::Json, Datetimes::Utc)
-                .unwrap(),
+            sql_value(
+                &serde_json::json!({"k": "é", "n": [1, 2.5]}),
+                ColumnKind::Json,
+                Datetimes::Utc
+            )
+            .unwrap(),
             SqlValue::Text(r#"{"k": "\u00e9", "n": [1, 2.5]}"#.into())
         );
     }
