@@ -503,6 +503,13 @@ pub fn unmapped(catalog: &Catalog) -> String {
             catalog.unlabeled_tables.join(", ")
         );
     }
+    if !catalog.unusable_natural_keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "Natural keys of [data.natural_keys] that match no model or name fields it lacks: {}",
+            catalog.unusable_natural_keys.join(", ")
+        );
+    }
     out
 }
 

@@ -78,6 +78,9 @@ pub struct Catalog {
     pub unlabeled_tables: Vec<String>,
     /// Whether the labels come from `django_content_type`.
     pub from_content_types: bool,
+    /// `[data.natural_keys]` entries that match no model or name fields its
+    /// table lacks.
+    pub unusable_natural_keys: Vec<String>,
 }
 
 impl Catalog {
@@ -246,6 +249,15 @@ impl Catalog {
             .collect();
         for (label, fields) in configured {
             keys.insert(label.to_lowercase(), fields.clone());
+            let usable = self.models.iter().any(|m| {
+                m.label == label.to_lowercase()
+                    && fields
+                        .iter()
+                        .all(|f| m.schema.columns.iter().any(|c| c.field == *f))
+            });
+            if !usable {
+                self.unusable_natural_keys.push(label.clone());
+            }
         }
         for m in &mut self.models {
             if let Some(fields) = keys.get(&m.label)
