@@ -193,3 +193,85 @@ fn field_names_map_to_fk_columns_and_fk_are_checked() {
         .commit()
         .unwrap();
 }
+
+/// A small Django-shaped database: content types, a custom-named contrib
+/// table, an app label with an underscore, a through table.
+fn django_db(dir: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join("app.db")).unwrap();
+    conn.execute_batch(
+        r#"CREATE TABLE django_migrations (id integer PRIMARY KEY, app text);
+        CREATE TABLE django_content_type (id integer PRIMARY KEY, app_label text, model text);
+        INSERT INTO django_content_type VALUES (1, 'shop_app', 'product'), (2, 'shop_app', 'tag'),
+            (3, 'sites', 'site'), (4, 'shop_app', 'legacy');
+        CREATE TABLE django_site (id integer PRIMARY KEY, domain text, name text);
+        CREATE TABLE shop_app_tag (id integer PRIMARY KEY, name text);
+        CREATE TABLE shop_app_product (id integer PRIMARY KEY, name text);
+        CREATE TABLE shop_app_product_tags (id integer PRIMARY KEY,
+            product_id integer REFERENCES shop_app_product (id) DEFERRABLE INITIALLY DEFERRED,
+            tag_id integer REFERENCES shop_app_tag (id) DEFERRABLE INITIALLY DEFERRED);
+        CREATE UNIQUE INDEX pt ON shop_app_product_tags (product_id, tag_id);
+        CREATE TABLE legacy_things (id integer PRIMARY KEY);
+        INSERT INTO shop_app_tag VALUES (1, 'red'), (2, 'blue');
+        INSERT INTO shop_app_product VALUES (1, 'P');
+        INSERT INTO shop_app_product_tags VALUES (7, 1, 2), (8, 1, 1);"#,
+    )
+    .unwrap();
+    conn
+}
+
+#[test]
+fn catalog_reads_labels_through_tables_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = django_db(dir.path());
+    let catalog = Catalog::read(&conn, &Default::default(), &Default::default()).unwrap();
+    let labels: Vec<(&str, &str, bool)> = catalog
+        .models
+        .iter()
+        .map(|m| (m.table.as_str(), m.label.as_str(), m.through.is_some()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("shop_app_product_tags", "shop_app.product_tags", true),
+            ("shop_app_product", "shop_app.product", false),
+            ("shop_app_tag", "shop_app.tag", false),
+            ("django_site", "sites.site", false),
+            ("django_content_type", "contenttypes.contenttype", false),
+        ]
+    );
+    assert_eq!(catalog.unmatched_content_types, ["shop_app.legacy"]);
+    assert_eq!(catalog.unlabeled_tables, ["legacy_things"]);
+
+    // The links are a list on the product, by target key.
+    let out = dir.path().join("shop.json");
+    let tables = [Table::new("shop_app_product", &Default::default())];
+    dump(&conn, &tables, &out).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        r#"[{"model": "shop_app.product", "pk": 1, "fields": {"name": "P", "tags": [1, 2]}}]"#
+    );
+    // Loading replaces the links with the list: 8 (1 → 1) stays, 7 goes.
+    std::fs::write(
+        &out,
+        r#"[{"model": "shop_app.product", "pk": 1, "fields": {"name": "P", "tags": [1]}}]"#,
+    )
+    .unwrap();
+    drop(conn);
+    let files = [DataFile {
+        name: "data/shop.json".into(),
+        path: out,
+    }];
+    load_fixtures(&config(dir.path()), &files, &Silent)
+        .unwrap()
+        .commit()
+        .unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("app.db")).unwrap();
+    assert_eq!(
+        all_rows(&conn, "shop_app_product_tags"),
+        [[
+            SqlValue::Integer(8),
+            SqlValue::Integer(1),
+            SqlValue::Integer(1)
+        ]]
+    );
+}
