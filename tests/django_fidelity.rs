@@ -167,6 +167,7 @@ struct Def {
     excludes: &'static [&'static str],
     natural_foreign: bool,
     natural_primary: bool,
+    use_base_manager: bool,
     is_drain: bool,
 }
 
@@ -182,6 +183,7 @@ impl Def {
         for (key, on) in [
             ("natural_foreign", self.natural_foreign),
             ("natural_primary", self.natural_primary),
+            ("use_base_manager", self.use_base_manager),
             ("is_drain", self.is_drain),
         ] {
             if on {
@@ -225,6 +227,8 @@ fn definitions(natural: bool) -> Vec<Def> {
             models: &["shop_app"],
             natural_foreign: natural,
             natural_primary: natural,
+            // `dumpdata --all` for Diskette; accepted, with nothing to change, by us.
+            use_base_manager: true,
             ..Def::default()
         },
         Def {
