@@ -216,6 +216,14 @@ pub struct DataConfig {
     /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
     /// True), "naive" (USE_TZ = False) or "verbatim".
     pub datetimes: Datetimes,
+    /// Natural keys of models beyond Django's contrib ones: lowercase
+    /// `app_label.model` → field names in `natural_key()` order.
+    pub natural_keys: BTreeMap<String, Vec<String>>,
+    /// Indentation of the fixtures written (`dumpdata --indent`); none: one line.
+    pub indent: Option<usize>,
+    /// Skip fixture fields and models the database does not have
+    /// (`loaddata --ignorenonexistent`).
+    pub ignore_nonexistent: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -231,6 +239,9 @@ pub struct AppConfig {
     pub drain_excluded: bool,
     pub natural_foreign: bool,
     pub natural_primary: bool,
+    /// Diskette's `use_base_manager` (`dumpdata --all`): accepted; raw
+    /// tables have no managers, so every row is always dumped.
+    pub use_base_manager: bool,
     pub dump_command: Option<Vec<String>>,
     pub load_command: Option<Vec<String>>,
 }

@@ -89,6 +89,9 @@ pub struct DumpArgs {
     /// Register the archive in the dump registry, under its rules
     #[arg(long, conflicts_with_all = ["check", "destination", "no_storages_excludes"])]
     pub save: bool,
+    /// Indent the fixtures by N spaces, as `dumpdata --indent N` (default: [data] indent)
+    #[arg(long, value_name = "N")]
+    pub indent: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -133,17 +136,22 @@ pub struct LoadArgs {
     /// Directory for downloaded archives (default: a temporary directory)
     #[arg(long, value_name = "DIR")]
     pub download_destination: Option<PathBuf>,
+    /// Skip fixture fields and models the database does not have, as `loaddata --ignorenonexistent`
+    #[arg(long)]
+    pub ignorenonexistent: bool,
 }
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dump(args) => {
-            let config = Config::discover(cli.config.as_deref())?;
+            let mut config = Config::discover(cli.config.as_deref())?;
+            config.data.indent = args.indent.or(config.data.indent);
             run_dump(&config, args, cli.quiet)
         }
         Command::Load(args) => {
-            let config = Config::discover(cli.config.as_deref())?;
+            let mut config = Config::discover(cli.config.as_deref())?;
+            config.data.ignore_nonexistent |= args.ignorenonexistent;
             run_load(&config, args, cli.quiet)
         }
         Command::Serve { addr } => {
