@@ -1,7 +1,8 @@
 //! Application definitions: which tables (or which command) each one dumps.
 //!
-//! Labels follow Django's convention: table `blog_article` is model
-//! `blog.article` (app `blog`); `[data] labels` maps the tables that don't.
+//! Labels come from the database (see `engine::sql::catalog`): Django's
+//! content types and table naming, the contrib tables, `[data] labels`; a
+//! database without content types falls back to `app_model` table names.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{AppConfig, Config};
+use crate::engine::sql::catalog::Catalog;
 use crate::error::{Error, Result};
 
 /// A table of the application database and its model label.
@@ -64,6 +66,29 @@ pub struct ResolvedApp {
     pub filename: String,
     pub engine: Engine,
     pub config: AppConfig,
+    /// What the selection left out and why (a drain skipping a table).
+    pub warnings: Vec<String>,
+}
+
+/// A model a definition can select.
+#[derive(Debug, Clone)]
+pub struct Selectable {
+    pub table: Table,
+    /// An auto-created many-to-many through model: selected with its whole
+    /// app, never by a drain.
+    pub through: bool,
+    /// Whether it has the single-column primary key a fixture needs.
+    pub has_pk: bool,
+}
+
+impl Selectable {
+    pub fn model(table: Table) -> Selectable {
+        Selectable {
+            table,
+            through: false,
+            has_pk: true,
+        }
+    }
 }
 
 impl ResolvedApp {
@@ -136,33 +161,73 @@ pub fn open_source(config: &Config) -> Result<rusqlite::Connection> {
     })
 }
 
-/// Tables a selector names: a table name, an `app.model` label, or an `app`.
-fn select<'a>(selector: &str, tables: &'a [Table]) -> Vec<&'a Table> {
-    let lower = selector.to_lowercase();
-    if let Some(t) = tables.iter().find(|t| t.name == selector) {
+/// Models a selector names: a table name, an `app.model` label (the model
+/// part case-insensitive, as Django's), or an `app`.
+fn select<'a>(selector: &str, models: &'a [Selectable]) -> Vec<&'a Selectable> {
+    if let Some(t) = models.iter().find(|t| t.table.name == selector) {
         return vec![t];
     }
-    if lower.contains('.') {
-        return tables.iter().filter(|t| t.label == lower).collect();
+    match selector.split_once('.') {
+        Some((app, model)) => {
+            let label = format!("{app}.{}", model.to_lowercase());
+            models
+                .iter()
+                .filter(|t| t.table.label == label || t.table.label == label.to_lowercase())
+                .collect()
+        }
+        None => models
+            .iter()
+            .filter(|t| t.table.app() == selector || t.table.app() == selector.to_lowercase())
+            .collect(),
     }
-    tables.iter().filter(|t| t.app() == lower).collect()
 }
 
 /// Validate the definitions and select the tables of each (DESIGN §2).
-/// `tables` is None when no definition uses the built-in engine.
 pub fn resolve(config: &Config) -> Result<Vec<ResolvedApp>> {
+    resolve_with_catalog(config).map(|(apps, _)| apps)
+}
+
+/// The definitions resolved, and the models of the database when a
+/// definition uses the built-in engine.
+pub fn resolve_with_catalog(config: &Config) -> Result<(Vec<ResolvedApp>, Option<Catalog>)> {
     validate_definitions(&config.apps)?;
     let needs_sql = config.apps.iter().any(|a| a.dump_command.is_none());
-    let tables: Vec<Table> = if needs_sql {
-        let conn = open_source(config)?;
-        list_tables(&conn)?
-            .iter()
-            .map(|n| Table::new(n, &config.data.labels))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    resolve_with_tables(&config.apps, &tables)
+    if !needs_sql {
+        return Ok((resolve_with_tables(&config.apps, &[])?, None));
+    }
+    let conn = open_source(config)?;
+    let catalog = Catalog::read(&conn, &config.data.labels, &config.data.natural_keys)?;
+    let models: Vec<Selectable> = catalog
+        .models
+        .iter()
+        .map(|m| Selectable {
+            table: Table {
+                name: m.table.clone(),
+                label: m.label.clone(),
+            },
+            through: m.through.is_some(),
+            has_pk: m.schema.pk.is_some(),
+        })
+        .collect();
+    let mut apps = resolve_with_tables(&config.apps, &models)?;
+    // With natural keys, `dumpdata` sorts models by their dependencies.
+    for app in apps.iter_mut().filter(|a| a.config.natural_foreign) {
+        if let Engine::Sql { tables } = &mut app.engine {
+            let indexes: Vec<usize> = tables
+                .iter()
+                .filter_map(|t| catalog.index_of_table(&t.name))
+                .collect();
+            *tables = catalog
+                .sort_dependencies(&indexes)
+                .into_iter()
+                .map(|i| Table {
+                    name: catalog.models[i].table.clone(),
+                    label: catalog.models[i].label.clone(),
+                })
+                .collect();
+        }
+    }
+    Ok((apps, Some(catalog)))
 }
 
 fn validate_definitions(apps: &[AppConfig]) -> Result<()> {
@@ -229,84 +294,141 @@ pub fn fixture_filename(app: &AppConfig) -> String {
     }
 }
 
-fn resolve_with_tables(apps: &[AppConfig], tables: &[Table]) -> Result<Vec<ResolvedApp>> {
-    let pick = |app: &AppConfig, selectors: &[String], what: &str| -> Result<Vec<Table>> {
-        let mut out: Vec<Table> = Vec::new();
-        for s in selectors {
-            let found = select(s, tables);
-            if found.is_empty() {
+/// The models `selectors` name, in registration order (the order of
+/// `models`), as Diskette sorts its labels.
+fn pick(
+    app: &AppConfig,
+    selectors: &[String],
+    what: &str,
+    models: &[Selectable],
+) -> Result<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::new();
+    for s in selectors {
+        let found = select(s, models);
+        if found.is_empty() {
+            return Err(Error::Config(format!(
+                "apps: definition {:?}: {what} {s:?} matches no model of the database (a table with a custom name needs an entry in [data] labels; `diskette apps` lists the tables without one)",
+                app.name
+            )));
+        }
+        let explicit = s.contains('.') || found.len() == 1 && found[0].table.name == *s;
+        for t in found {
+            if explicit && !t.has_pk && what == "model" {
                 return Err(Error::Config(format!(
-                    "apps: definition {:?}: {what} {s:?} matches no table of the database",
-                    app.name
+                    "apps: definition {:?}: model {} (table {}) has no single-column primary key, which a fixture needs",
+                    app.name, t.table.label, t.table.name
                 )));
             }
-            for t in found {
-                if !out.contains(t) {
-                    out.push(t.clone());
-                }
+            let i = models
+                .iter()
+                .position(|m| m.table == t.table)
+                .expect("found among models");
+            if !out.contains(&i) {
+                out.push(i);
             }
         }
-        Ok(out)
-    };
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Tables of `picked` a fixture can hold; a warning for each other one.
+fn keep_dumpable(
+    picked: impl Iterator<Item = usize>,
+    models: &[Selectable],
+    warnings: &mut Vec<String>,
+) -> Vec<Table> {
+    let mut out = Vec::new();
+    for i in picked {
+        let m = &models[i];
+        if m.has_pk {
+            out.push(m.table.clone());
+        } else {
+            warnings.push(format!(
+                "table {} ({}) skipped: it has no single-column primary key, which a fixture needs",
+                m.table.name, m.table.label
+            ));
+        }
+    }
+    out
+}
+
+fn resolve_with_tables(apps: &[AppConfig], models: &[Selectable]) -> Result<Vec<ResolvedApp>> {
     let mut resolved = Vec::new();
-    let mut covered: HashSet<String> = HashSet::new();
-    let mut held_back: HashSet<String> = HashSet::new();
-    let mut drain_allowed: HashSet<String> = HashSet::new();
+    let mut covered: HashSet<usize> = HashSet::new();
+    let mut held_back: HashSet<usize> = HashSet::new();
+    let mut drain_allowed: HashSet<usize> = HashSet::new();
     for app in apps.iter().filter(|a| !a.is_drain) {
+        let mut warnings = Vec::new();
         let engine = match &app.dump_command {
             Some(dump) => Engine::Command {
                 dump: dump.clone(),
                 load: app.load_command.clone(),
             },
             None => {
-                let excluded = pick(app, &app.excludes, "exclude")?;
-                let selected: Vec<Table> = pick(app, &app.models, "model")?
+                let mut excluded = pick(app, &app.excludes, "exclude", models)?;
+                let selected: Vec<usize> = pick(app, &app.models, "model", models)?
                     .into_iter()
                     .filter(|t| !excluded.contains(t))
                     .collect();
+                // As Diskette: the other models of the apps involved count as
+                // excluded too (kept from the drain unless allow_drain).
+                let involved: HashSet<&str> = selected
+                    .iter()
+                    .chain(&excluded)
+                    .map(|i| models[*i].table.app())
+                    .collect();
+                let implicit: Vec<usize> = (0..models.len())
+                    .filter(|i| involved.contains(models[*i].table.app()))
+                    .filter(|i| !selected.contains(i) && !excluded.contains(i))
+                    .collect();
+                excluded.extend(implicit);
                 if selected.is_empty() {
                     return Err(Error::Config(format!(
                         "apps: definition {:?} selects no table once its excludes are removed",
                         app.name
                     )));
                 }
-                covered.extend(selected.iter().map(|t| t.name.clone()));
+                covered.extend(selected.iter().copied());
                 for t in excluded {
                     if app.allow_drain {
-                        drain_allowed.insert(t.name.clone());
+                        drain_allowed.insert(t);
                     } else {
-                        held_back.insert(t.name.clone());
+                        held_back.insert(t);
                     }
                 }
-                Engine::Sql { tables: selected }
+                let tables = keep_dumpable(selected.into_iter(), models, &mut warnings);
+                Engine::Sql { tables }
             }
         };
-        resolved.push((app, engine));
+        resolved.push((app, engine, warnings));
     }
     for app in apps.iter().filter(|a| a.is_drain) {
-        let own_excludes = pick(app, &app.excludes, "exclude")?;
-        let tables: Vec<Table> = tables
-            .iter()
-            .filter(|t| !covered.contains(&t.name))
-            .filter(|t| !held_back.contains(&t.name))
+        let own_excludes = pick(app, &app.excludes, "exclude", models)?;
+        // `dumpdata` without labels: every model but auto-created ones.
+        let picked = (0..models.len())
+            .filter(|i| !models[*i].through)
+            .filter(|i| !covered.contains(i))
+            .filter(|i| !held_back.contains(i))
             // Excludes of definitions that allow the drain are taken only when the
             // drain asks for them (Diskette's `drain_excluded`).
-            .filter(|t| app.drain_excluded || !drain_allowed.contains(&t.name))
-            .filter(|t| !own_excludes.contains(t))
-            .cloned()
-            .collect();
-        resolved.push((app, Engine::Sql { tables }));
+            .filter(|i| app.drain_excluded || !drain_allowed.contains(i))
+            .filter(|i| !own_excludes.contains(i));
+        let mut warnings = Vec::new();
+        let tables = keep_dumpable(picked, models, &mut warnings);
+        resolved.push((app, Engine::Sql { tables }, warnings));
     }
     // Keep the definition order: it is the load order.
     let mut ordered = Vec::new();
     for app in apps {
-        if let Some(pos) = resolved.iter().position(|(a, _)| a.name == app.name) {
-            let (a, engine) = resolved.remove(pos);
+        if let Some(pos) = resolved.iter().position(|(a, _, _)| a.name == app.name) {
+            let (a, engine, warnings) = resolved.remove(pos);
             ordered.push(ResolvedApp {
                 name: a.name.clone(),
                 filename: fixture_filename(a),
                 engine,
                 config: a.clone(),
+                warnings,
             });
         }
     }
@@ -315,7 +437,7 @@ fn resolve_with_tables(apps: &[AppConfig], tables: &[Table]) -> Result<Vec<Resol
 
 /// Printable description of the resolved definitions (`diskette apps`).
 pub fn describe(config: &Config) -> Result<String> {
-    let apps = resolve(config)?;
+    let (apps, catalog) = resolve_with_catalog(config)?;
     let mut out = String::new();
     if apps.is_empty() {
         out.push_str("No application is defined ([[apps]] in the configuration).\n");
@@ -339,6 +461,9 @@ pub fn describe(config: &Config) -> Result<String> {
                 for t in tables {
                     let _ = writeln!(out, "  - {} ({})", t.name, t.label);
                 }
+                for w in &app.warnings {
+                    let _ = writeln!(out, "  warning: {w}");
+                }
             }
             Engine::Command { dump, load } => {
                 let _ = writeln!(out, "  engine: command");
@@ -354,17 +479,48 @@ pub fn describe(config: &Config) -> Result<String> {
             }
         }
     }
+    if let Some(catalog) = &catalog {
+        out.push_str(&unmapped(catalog));
+    }
     Ok(out)
+}
+
+/// Content types without a table and tables without a label: what
+/// `[data] labels` should map.
+pub fn unmapped(catalog: &Catalog) -> String {
+    let mut out = String::new();
+    if !catalog.unmatched_content_types.is_empty() {
+        let _ = writeln!(
+            out,
+            "Content types with no table (map their table in [data] labels): {}",
+            catalog.unmatched_content_types.join(", ")
+        );
+    }
+    if !catalog.unlabeled_tables.is_empty() {
+        let _ = writeln!(
+            out,
+            "Tables with no model label (never dumped; map them in [data] labels): {}",
+            catalog.unlabeled_tables.join(", ")
+        );
+    }
+    if !catalog.unusable_natural_keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "Natural keys of [data.natural_keys] that match no model or name fields it lacks: {}",
+            catalog.unusable_natural_keys.join(", ")
+        );
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tables(names: &[&str]) -> Vec<Table> {
+    fn tables(names: &[&str]) -> Vec<Selectable> {
         names
             .iter()
-            .map(|n| Table::new(n, &BTreeMap::new()))
+            .map(|n| Selectable::model(Table::new(n, &BTreeMap::new())))
             .collect()
     }
 
@@ -427,6 +583,54 @@ mod tests {
         drain.drain_excluded = true;
         let r = resolve_with_tables(&[blog, audit, drain], &t).unwrap();
         assert_eq!(names(&r[2]), ["blog_tag", "auth_user"]);
+    }
+
+    #[test]
+    fn selection_follows_diskette() {
+        let mut t = tables(&[
+            "auth_group",
+            "auth_user",
+            "auth_permission",
+            "blog_post",
+            "audit_log",
+        ]);
+        t[4].has_pk = false;
+        t.insert(
+            1,
+            Selectable {
+                table: Table::new("auth_user_groups", &BTreeMap::new()),
+                through: true,
+                has_pk: true,
+            },
+        );
+        let mut drain = app("rest", &[]);
+        drain.is_drain = true;
+        // The model part of a label in any case; the other auth models are
+        // kept from the drain; the drain never takes through models and
+        // skips a table without a single-column key, saying so.
+        let r = resolve_with_tables(&[app("users", &["auth.User"]), drain.clone()], &t).unwrap();
+        assert_eq!(names(&r[0]), ["auth_user"]);
+        assert_eq!(names(&r[1]), ["blog_post"]);
+        assert!(
+            r[1].warnings[0].contains("audit_log"),
+            "{:?}",
+            r[1].warnings
+        );
+        // A whole app brings its through models, in registration order.
+        let r = resolve_with_tables(&[app("auth", &["auth"])], &t).unwrap();
+        assert_eq!(
+            names(&r[0]),
+            [
+                "auth_group",
+                "auth_user_groups",
+                "auth_user",
+                "auth_permission"
+            ]
+        );
+        let e = resolve_with_tables(&[app("audit", &["audit.Log"])], &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit_log") && e.contains("primary key"), "{e}");
     }
 
     #[test]

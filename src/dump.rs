@@ -265,15 +265,9 @@ fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<S
         let out = dir.path().join(&app.filename);
         progress.log(&format!("Dumping data of {:?}", app.name));
         let size = match &app.engine {
-            Engine::Sql { tables } => {
+            Engine::Sql { .. } => {
                 let conn = conn.as_ref().expect("opened when an app uses SQL");
-                let stats = crate::engine::sql::dump_tables(
-                    conn,
-                    tables,
-                    config.data.datetimes,
-                    &out,
-                    progress,
-                )?;
+                let stats = crate::engine::sql::dump_app(conn, config, app, &out, progress)?;
                 staged.rows += stats.rows;
                 stats.bytes
             }
@@ -520,6 +514,9 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
                         total_rows += n;
                         let _ = writeln!(out, "    {} ({}): {n} rows", t.name, t.label);
                     }
+                    for w in &app.warnings {
+                        let _ = writeln!(out, "    warning: {w}");
+                    }
                 }
                 Engine::Command { dump, .. } => {
                     let _ = writeln!(
@@ -531,6 +528,14 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
                     );
                 }
             }
+        }
+        if let Some(conn) = &conn {
+            let catalog = crate::engine::sql::Catalog::read(
+                conn,
+                &config.data.labels,
+                &config.data.natural_keys,
+            )?;
+            out.push_str(&crate::apps::unmapped(&catalog));
         }
     } else {
         let _ = writeln!(out, "Data: none");

@@ -22,9 +22,15 @@ pub fn script(config: &Config, destination: Option<&Path>) -> Result<String> {
                 .into(),
         ));
     }
-    let apps = crate::apps::resolve(config)?;
+    let (apps, catalog) = crate::apps::resolve_with_catalog(config)?;
     let destination = destination.unwrap_or(&config.dump.path);
-    let all_models = model_labels(config, &apps)?;
+    // What `dumpdata` without labels dumps: every model but the auto-created ones.
+    let all_models: Vec<String> = catalog
+        .iter()
+        .flat_map(|c| &c.models)
+        .filter(|m| m.through.is_none())
+        .map(|m| m.label.clone())
+        .collect();
     let mut out = String::new();
     for app in &apps {
         let output = destination.join(&app.filename);
@@ -50,7 +56,7 @@ pub fn script(config: &Config, destination: Option<&Path>) -> Result<String> {
                     labels: if app.config.is_drain { &[] } else { &labels },
                     app,
                     excludes: &excludes,
-                    indent: None,
+                    indent: config.data.indent,
                     output: &output,
                 };
                 line.render()
@@ -60,21 +66,6 @@ pub fn script(config: &Config, destination: Option<&Path>) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
-}
-
-/// Every model a `dumpdata` without labels would dump, for a drain's excludes.
-fn model_labels(config: &Config, apps: &[ResolvedApp]) -> Result<Vec<String>> {
-    if !apps
-        .iter()
-        .any(|a| a.config.is_drain && matches!(a.engine, Engine::Sql { .. }))
-    {
-        return Ok(Vec::new());
-    }
-    let conn = crate::apps::open_source(config)?;
-    Ok(crate::apps::list_tables(&conn)?
-        .iter()
-        .map(|t| crate::apps::Table::new(t, &config.data.labels).label)
-        .collect())
 }
 
 /// One `dumpdata` command line, options in Diskette's order.
@@ -149,6 +140,7 @@ mod tests {
                     .collect(),
             },
             config,
+            warnings: Vec::new(),
         }
     }
 

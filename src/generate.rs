@@ -23,25 +23,37 @@ pub struct AppModels {
     pub models: Vec<String>,
 }
 
-/// The definitions of the applications of the configured database.
+/// The definitions of the applications of the configured database, and
+/// warnings about the models it cannot list.
 pub fn generate(
     config: &crate::Config,
     only: &[String],
     exclude: &[String],
     format: Format,
-) -> Result<String> {
+) -> Result<(String, Vec<String>)> {
     let conn = crate::apps::open_source(config)?;
-    let tables: Vec<crate::apps::Table> = crate::apps::list_tables(&conn)?
-        .iter()
-        .map(|t| crate::apps::Table::new(t, &config.data.labels))
-        .collect();
-    let apps = group(tables.iter().map(|t| t.label.as_str()));
+    // Models in Django's registration order, through models just before their owner.
+    let catalog =
+        crate::engine::sql::Catalog::read(&conn, &config.data.labels, &config.data.natural_keys)?;
+    let apps = group(catalog.models.iter().map(|m| m.label.as_str()));
     if apps.is_empty() {
         return Err(Error::Usage(
             "the database has no model: no definition to write".into(),
         ));
     }
-    Ok(render(&filter(apps, only, exclude)?, format))
+    let apps = filter(apps, only, exclude)?;
+    let warnings = catalog
+        .unmatched_content_types
+        .iter()
+        .filter(|l| {
+            let app = l.split_once('.').map_or(l.as_str(), |(a, _)| a);
+            (only.is_empty() || only.iter().any(|o| o == app)) && !exclude.iter().any(|e| e == app)
+        })
+        .map(|l| {
+            format!("model {l} is left out: no table matches it (map its table in [data] labels)")
+        })
+        .collect();
+    Ok((render(&apps, format), warnings))
 }
 
 /// Group model labels (`app.model`) by application, each in the order it first appears.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod logging;
 pub mod registry;
 pub mod serve;
 pub mod server;
@@ -110,6 +111,9 @@ pub struct DumpArgs {
     /// Register the archive in the dump registry, under its rules
     #[arg(long, conflicts_with_all = ["check", "destination", "no_storages_excludes"])]
     pub save: bool,
+    /// Indent the fixtures by N spaces, as `dumpdata --indent N` (default: [data] indent)
+    #[arg(long, value_name = "N")]
+    pub indent: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -174,17 +178,23 @@ pub struct LoadArgs {
     /// Directory for downloaded archives (default: a temporary directory)
     #[arg(long, value_name = "DIR")]
     pub download_destination: Option<PathBuf>,
+    /// Skip fixture fields and models the database does not have, as `loaddata
+    /// --ignorenonexistent` (Diskette's spelling: --ignorenonexistent_data)
+    #[arg(long, visible_alias = "ignorenonexistent_data")]
+    pub ignorenonexistent: bool,
 }
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dump(args) => {
-            let config = Config::discover(cli.config.as_deref())?;
+            let mut config = Config::discover(cli.config.as_deref())?;
+            config.data.indent = args.indent.or(config.data.indent);
             run_dump(&config, args, cli.quiet)
         }
         Command::Load(args) => {
-            let config = Config::discover(cli.config.as_deref())?;
+            let mut config = Config::discover(cli.config.as_deref())?;
+            config.data.ignore_nonexistent |= args.ignorenonexistent;
             run_load(&config, args, cli.quiet)
         }
         Command::Serve { addr } => {
@@ -261,7 +271,10 @@ fn run_apps(config: &Config, args: AppsArgs, quiet: bool) -> Result<()> {
         return Ok(());
     }
     let format = args.format.unwrap_or(crate::generate::Format::Toml);
-    let text = crate::generate::generate(config, &args.apps, &args.excludes, format)?;
+    let (text, warnings) = crate::generate::generate(config, &args.apps, &args.excludes, format)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     match &args.destination {
         None => print!("{text}"),
         Some(path) => {
@@ -311,13 +324,17 @@ fn console_log(quiet: bool, line: &str) {
     }
 }
 
-/// Log to stderr; `RUST_LOG` refines it.
+/// Log to stderr; `RUST_LOG` refines it. Colours only on a terminal, and
+/// user input in fields and messages is escaped (`logging`).
 pub fn init_tracing(quiet: bool) {
+    use std::io::IsTerminal;
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(logging::EscapedFields::default())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         // A closed stderr must not turn every later log line into a panic.

@@ -388,7 +388,7 @@ fn appconf_errors_name_the_definition_and_the_option() {
         ),
         (
             r#"[["blog", {"models": ["nothing"]}]]"#,
-            "definition \"blog\": model \"nothing\" matches no table",
+            "definition \"blog\": model \"nothing\" matches no model",
         ),
         (r#"[["blog", {"models": ["blog"]}"#, "invalid JSON"),
     ];
@@ -442,13 +442,6 @@ fn generate_writes_a_definition_per_application() {
     assert_eq!(
         out.stdout,
         r#"[[apps]]
-name = "audit"
-natural_foreign = true
-models = [
-    "audit.entry",
-]
-
-[[apps]]
 name = "blog"
 natural_foreign = true
 models = [
@@ -461,6 +454,13 @@ name = "shop"
 natural_foreign = true
 models = [
     "shop.item",
+]
+
+[[apps]]
+name = "audit"
+natural_foreign = true
+models = [
+    "audit.entry",
 ]
 "#
     );
@@ -515,8 +515,8 @@ fn no_archive_prints_the_dumpdata_command_lines() {
         format!(
             "python manage.py dumpdata blog.category --natural-foreign --output={dumps}/blog-posts.json\n\
              python manage.py dumpdata shop.item --output={dumps}/items.json\n\
-             python manage.py dumpdata --exclude audit.entry --exclude blog.category \
-             --exclude shop.item --output={dumps}/rest.json\n"
+             python manage.py dumpdata --exclude blog.category --exclude shop.item \
+             --exclude audit.entry --output={dumps}/rest.json\n"
         )
     );
     assert!(dump_dir(dir).is_empty(), "no archive is written");

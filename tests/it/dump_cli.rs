@@ -218,7 +218,7 @@ models = ["blog.category", "blog_article"]
     let blog = String::from_utf8(files["data/blog.json"].clone()).unwrap();
     assert_eq!(
         blog,
-        r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "News"}}, {"model": "blog.category", "pk": 2, "fields": {"name": "Café & Culture"}}, {"model": "blog.article", "pk": 1, "fields": {"title": "First", "category_id": 2}}, {"model": "blog.article", "pk": 2, "fields": {"title": "Second", "category_id": 1}}]"#
+        r#"[{"model": "blog.category", "pk": 1, "fields": {"name": "News"}}, {"model": "blog.category", "pk": 2, "fields": {"name": "Café & Culture"}}, {"model": "blog.article", "pk": 1, "fields": {"title": "First", "category": 2}}, {"model": "blog.article", "pk": 2, "fields": {"title": "Second", "category": 1}}]"#
     );
 }
 
@@ -580,7 +580,7 @@ is_drain = true
         out.stdout,
         "blog -> data/blog.json\n  engine: built-in SQL engine\n  - blog_category (blog.category)\n\
          auth -> data/auth.json\n  engine: command\n  dump: python manage.py dumpdata auth\n  load: python manage.py loaddata {file}\n\
-         rest -> data/rest.json\n  engine: drain, built-in SQL engine\n  - django_site (django.site)\n"
+         rest -> data/rest.json\n  engine: drain, built-in SQL engine\n  - django_site (sites.site)\n"
     );
 }
 

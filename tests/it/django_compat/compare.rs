@@ -30,6 +30,24 @@ pub(super) fn table(db: &Path, name: &str) -> (Vec<String>, Rows) {
     (columns, rows)
 }
 
+/// Rows as Django stores them after a `dumpdata`/`loaddata` round trip: its
+/// JSON form cuts datetimes to milliseconds (`.789123` is stored `.789000`).
+pub(super) fn as_dumped((columns, mut rows): (Vec<String>, Rows)) -> (Vec<String>, Rows) {
+    for v in rows.iter_mut().flatten() {
+        if let Value::Text(t) = v
+            && t.len() == 26
+            && t.as_bytes()[19] == b'.'
+            && t.as_bytes()[13] == b':'
+        {
+            *v = match &t[20..23] {
+                "000" => Value::Text(t[..19].to_string()),
+                ms => Value::Text(format!("{}.{ms}000", &t[..19])),
+            };
+        }
+    }
+    (columns, rows)
+}
+
 /// Every table of the database except `django_migrations` (its `applied`
 /// timestamps differ between two migrated copies of the project).
 pub(super) fn snapshot(db: &Path) -> BTreeMap<String, (Vec<String>, Rows)> {

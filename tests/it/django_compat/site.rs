@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diskette");
-const PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django");
+pub(super) const PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django");
 const VENV_ENV: &str = "DISKETTE_TEST_DJANGO_VENV";
 
 // ---------------------------------------------------------------------------
