@@ -421,6 +421,21 @@ fn help_lists_the_diskette_options() {
         "--storages-basepath <PATH>",
         "--storages-exclude <PATTERN>",
         "--no-checksum",
+        "--no-archive",
+    ] {
+        assert!(
+            out.stdout.contains(option),
+            "{option} missing:\n{}",
+            out.stdout
+        );
+    }
+    let out = support::run(support::diskette(&config, &["apps", "--help"]), LIMIT);
+    for option in [
+        "--generate",
+        "--app <NAME>",
+        "--exclude <NAME>",
+        "--format <FORMAT>",
+        "--destination <PATH>",
     ] {
         assert!(
             out.stdout.contains(option),
@@ -521,6 +536,17 @@ fn no_archive_prints_the_dumpdata_command_lines() {
     );
     assert!(dump_dir(dir).is_empty(), "no archive is written");
 
+    // --indent is passed on, as Diskette does.
+    let out = run(dir, &["dump", "--no-archive", "--indent", "2"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .all(|l| l.starts_with("python manage.py dumpdata --indent=2 ")),
+        "{}",
+        out.stdout
+    );
+
     // With Diskette's definitions, into another directory.
     let appconf = dir.join("apps.json");
     fs::write(&appconf, JSON_APPS).unwrap();
@@ -543,4 +569,58 @@ fn no_archive_prints_the_dumpdata_command_lines() {
     );
     let out = run(dir, &["dump", "--no-archive", "--no-data"]);
     assert!(!out.success());
+}
+
+// ---------------------------------------------------------------------------
+// load --ignorenonexistent_data
+
+#[test]
+fn load_takes_diskettes_ignorenonexistent_data() {
+    let site = data_site("");
+    let dir = site.path();
+    let archive = dir.join("newer.tar.gz");
+    let manifest = support::manifest(Some(&["data/blog.json"]), None);
+    // A fixture from a newer schema: a field and a model this database lacks.
+    let fixture =
+        br#"[{"model": "blog.category", "pk": 3, "fields": {"name": "New", "colour": "red"}},
+                       {"model": "blog.gone", "pk": 1, "fields": {}}]"#;
+    support::write_tar_gz(
+        &archive,
+        &[
+            ("data/blog.json", Some(fixture.as_slice())),
+            ("manifest.json", Some(manifest.as_bytes())),
+        ],
+    );
+    let categories = || -> Vec<(i64, String)> {
+        let conn = rusqlite::Connection::open(dir.join("app.db")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, name FROM blog_category ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let before = categories();
+
+    let out = run(dir, &["load", archive.to_str().unwrap()]);
+    assert!(!out.success(), "the unknown field was accepted");
+    assert!(out.stderr.contains("colour"), "{}", out.stderr);
+    assert_eq!(categories(), before);
+
+    let out = run(
+        dir,
+        &[
+            "load",
+            archive.to_str().unwrap(),
+            "--ignorenonexistent_data",
+        ],
+    );
+    assert!(out.success(), "{}", out.stderr);
+    let mut expected = before;
+    expected.push((3, "New".into()));
+    assert_eq!(categories(), expected);
+
+    let help = run(dir, &["load", "--help"]).stdout;
+    assert!(help.contains("--ignorenonexistent_data"), "{help}");
 }
