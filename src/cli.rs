@@ -56,6 +56,11 @@ pub enum Command {
     /// Manage the API keys of `load --server`
     #[command(subcommand)]
     Key(crate::web::cli::KeyCommand),
+    /// Manage the schedules that create dumps
+    #[command(subcommand)]
+    Schedule(crate::schedule::cli::ScheduleCommand),
+    /// Re-read stored archives against their checksum, gzip, tar and manifest
+    Verify(crate::verify::cli::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +152,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::User(cmd) => crate::web::cli::user(&Config::discover(cli.config.as_deref())?, cmd),
         Command::Key(cmd) => crate::web::cli::key(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Schedule(cmd) => {
+            crate::schedule::cli::run(&Config::discover(cli.config.as_deref())?, cmd)
+        }
+        Command::Verify(args) => {
+            crate::verify::cli::run(&Config::discover(cli.config.as_deref())?, args, cli.quiet)
+        }
         Command::Apps => {
             let config = Config::discover(cli.config.as_deref())?;
             let report = crate::apps::describe(&config)?;

@@ -28,6 +28,12 @@ pub struct Dump {
     pub created_by: Option<i64>,
     /// Username of `created_by` (joined).
     pub creator: Option<String>,
+    /// Created by a schedule (it has a run in `schedule_runs`).
+    pub scheduled: bool,
+    /// When its archive was last verified, if ever.
+    pub verified_at: Option<String>,
+    /// What the last verification found wrong; `None` if good or never verified.
+    pub verify_error: Option<String>,
 }
 
 impl Dump {
@@ -44,14 +50,26 @@ impl Dump {
     pub fn checksum(&self) -> Option<Checksum> {
         self.checksum.as_deref().and_then(|c| c.parse().ok())
     }
+
+    /// Its last verification found the archive bad: it is never served.
+    pub fn is_corrupt(&self) -> bool {
+        self.verify_error.is_some()
+    }
 }
 
 const DUMP_COLUMNS: &str = "d.id, d.created_at, d.processed_at, d.status, d.with_data, d.with_storages, \
      d.deprecated, d.filename, d.size, d.checksum, d.purged_at, d.error, d.progress_bytes, \
-     d.progress_files, d.created_by, u.username AS creator";
+     d.progress_files, d.created_by, u.username AS creator, \
+     EXISTS (SELECT 1 FROM schedule_runs r WHERE r.dump_id = d.id) AS scheduled, \
+     v.at AS verified_at, v.error AS verify_error";
 
 fn select_dumps(filter: &str) -> String {
-    format!("SELECT {DUMP_COLUMNS} FROM dumps d LEFT JOIN users u ON u.id = d.created_by {filter}")
+    // The latest verification of each dump is its state.
+    format!(
+        "SELECT {DUMP_COLUMNS} FROM dumps d LEFT JOIN users u ON u.id = d.created_by \
+         LEFT JOIN verifications v ON v.id = \
+             (SELECT MAX(id) FROM verifications WHERE dump_id = d.id) {filter}"
+    )
 }
 
 pub async fn insert_dump<'c>(
@@ -574,6 +592,8 @@ pub struct Action {
     pub detail: String,
     pub username: Option<String>,
     pub key_name: Option<String>,
+    /// The creation of a dump by a schedule.
+    pub scheduled: bool,
 }
 
 pub async fn insert_action<'c>(
@@ -604,7 +624,9 @@ pub async fn recent_actions<'c>(
     limit: i64,
 ) -> sqlx::Result<Vec<Action>> {
     sqlx::query_as(
-        "SELECT a.id, a.at, a.verb, a.dump_id, a.detail, u.username, k.name AS key_name \
+        "SELECT a.id, a.at, a.verb, a.dump_id, a.detail, u.username, k.name AS key_name, \
+         (a.verb = 'created' AND EXISTS (SELECT 1 FROM schedule_runs r WHERE r.dump_id = a.dump_id)) \
+         AS scheduled \
          FROM actions a LEFT JOIN users u ON u.id = a.user_id \
          LEFT JOIN api_keys k ON k.id = a.api_key_id ORDER BY a.id DESC LIMIT ?",
     )
