@@ -188,7 +188,10 @@ async fn deliver(inner: Arc<Inner>, event: Event) -> bool {
             agent
                 .post(&url)
                 .set("Content-Type", "application/json")
-                .set("User-Agent", concat!("diskette/", env!("CARGO_PKG_VERSION")))
+                .set(
+                    "User-Agent",
+                    concat!("diskette/", env!("CARGO_PKG_VERSION")),
+                )
                 .send_string(&body)
                 .map(|r| r.status())
                 .map_err(|e| match e {

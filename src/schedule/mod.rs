@@ -97,8 +97,9 @@ pub fn parse_cron(expression: &str) -> std::result::Result<Cron, String> {
 }
 
 pub fn parse_timezone(name: &str) -> std::result::Result<chrono_tz::Tz, String> {
-    chrono_tz::Tz::from_str(name.trim())
-        .map_err(|_| format!("{name:?} is not a time zone name such as \"Europe/Paris\" or \"UTC\""))
+    chrono_tz::Tz::from_str(name.trim()).map_err(|_| {
+        format!("{name:?} is not a time zone name such as \"Europe/Paris\" or \"UTC\"")
+    })
 }
 
 fn to_chrono(t: OffsetDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -302,7 +303,11 @@ pub fn spawn_tasks(
     let scheduler = Scheduler::new(registry.clone(), system_clock());
     vec![
         tokio::spawn(scheduler.run(shutdown.clone())),
-        tokio::spawn(crate::verify::run_periodic(registry, verify_every, shutdown)),
+        tokio::spawn(crate::verify::run_periodic(
+            registry,
+            verify_every,
+            shutdown,
+        )),
     ]
 }
 

@@ -63,10 +63,16 @@ fn due_times_follow_the_time_zone() {
     let plan = Plan::new("0 3 * * *", "Europe/Paris").unwrap();
     // 03:00 in Paris is 02:00 UTC in winter and 01:00 UTC in summer.
     let winter = datetime!(2025-01-15 02:30 UTC);
-    assert_eq!(plan.latest_due(winter), Some(datetime!(2025-01-15 02:00 UTC)));
+    assert_eq!(
+        plan.latest_due(winter),
+        Some(datetime!(2025-01-15 02:00 UTC))
+    );
     assert_eq!(plan.next_due(winter), Some(datetime!(2025-01-16 02:00 UTC)));
     let summer = datetime!(2025-07-15 00:59 UTC);
-    assert_eq!(plan.latest_due(summer), Some(datetime!(2025-07-14 01:00 UTC)));
+    assert_eq!(
+        plan.latest_due(summer),
+        Some(datetime!(2025-07-14 01:00 UTC))
+    );
     assert_eq!(plan.next_due(summer), Some(datetime!(2025-07-15 01:00 UTC)));
     assert_eq!(
         plan.local_display(datetime!(2025-07-15 01:00 UTC)),
@@ -86,13 +92,25 @@ async fn a_schedule_due_every_minute_creates_and_processes_a_dump_within_the_min
     let scheduler = Scheduler::new(registry.clone(), fixed(start));
 
     // Before the due time: nothing.
-    assert!(scheduler.tick(due - Duration::seconds(1)).await.unwrap().is_empty());
+    assert!(
+        scheduler
+            .tick(due - Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(dump_count(&registry).await, 0);
     // At the due time: one dump, and only one however often it ticks.
     let runs = scheduler.tick(due).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!((runs[0].schedule_id, runs[0].due), (id, due));
-    assert!(scheduler.tick(due + Duration::seconds(30)).await.unwrap().is_empty());
+    assert!(
+        scheduler
+            .tick(due + Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(dump_count(&registry).await, 1);
 
     let worker = Worker::new(
@@ -111,7 +129,10 @@ async fn a_schedule_due_every_minute_creates_and_processes_a_dump_within_the_min
     let view = &views(&registry, due + Duration::seconds(30)).await.unwrap()[0];
     assert_eq!(view.last_outcome, "processed");
     assert_eq!(view.last_run, plan.local_display(due));
-    assert_eq!(view.next_run, plan.local_display(due + Duration::minutes(1)));
+    assert_eq!(
+        view.next_run,
+        plan.local_display(due + Duration::minutes(1))
+    );
 
     // The next minute makes the next dump.
     let next = scheduler.tick(due + Duration::minutes(1)).await.unwrap();
@@ -203,5 +224,10 @@ async fn bad_schedules_are_refused_with_the_reason() {
     assert!(e.to_string().contains("0 25 * * *"), "{e}");
     let e = add(&registry, new("0 3 * * *", "Paris")).await.unwrap_err();
     assert!(e.to_string().contains("Paris"), "{e}");
-    assert!(views(&registry, OffsetDateTime::now_utc()).await.unwrap().is_empty());
+    assert!(
+        views(&registry, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -188,7 +188,9 @@ impl Structure {
                         .read_to_end(&mut bytes)
                         .map_err(|e| stream_error(&e))?;
                     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-                        return Err(format!("{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes"));
+                        return Err(format!(
+                            "{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes"
+                        ));
                     }
                     self.manifest = Some(bytes);
                 } else if kind.is_file() && name.starts_with(&format!("{DATA_DIR}/")) {

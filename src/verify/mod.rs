@@ -47,9 +47,11 @@ impl Every {
             _ => 0,
         };
         match digits.parse::<u64>() {
-            Ok(n) if unit_seconds > 0 => Ok(Every(
-                (n > 0).then(|| Duration::from_secs(n.saturating_mul(unit_seconds))),
-            )),
+            Ok(n) if unit_seconds > 0 => {
+                Ok(Every((n > 0).then(|| {
+                    Duration::from_secs(n.saturating_mul(unit_seconds))
+                })))
+            }
             _ => Err(format!(
                 "{text:?} is not a period such as \"1d\", \"12h\", \"30m\", \"90s\" or \"never\""
             )),
@@ -124,10 +126,9 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
         .archive_path(&filename)
         .ok_or_else(|| Error::Usage(format!("dump {id}: {filename:?} is not a file name")))?;
     let size = dump.size.map(|s| s.max(0) as u64);
-    let verdict =
-        tokio::task::spawn_blocking(move || archive::verify(&path, &checksum, size))
-            .await
-            .map_err(|e| Error::Usage(format!("the verification stopped unexpectedly: {e}")))?;
+    let verdict = tokio::task::spawn_blocking(move || archive::verify(&path, &checksum, size))
+        .await
+        .map_err(|e| Error::Usage(format!("the verification stopped unexpectedly: {e}")))?;
     let problem = verdict.message();
     if problem.is_some() {
         // A purge while the file was read explains a missing file: that is

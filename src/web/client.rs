@@ -72,6 +72,11 @@ pub fn fetch_latest(
                 "the server has no available dump of these options (404)".into(),
             ));
         }
+        Err(ureq::Error::Status(409, _)) => {
+            return Err(Error::Download(
+                "the server's latest dump of these options failed its verification and is not served (409); a fresh dump is queued".into(),
+            ));
+        }
         Err(ureq::Error::Status(code, _)) => {
             return Err(Error::Download(format!("the server answered {code}")));
         }

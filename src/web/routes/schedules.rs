@@ -100,7 +100,11 @@ pub async fn create(
     }
 }
 
-async fn change(staff: &Staff, id: &str, change: impl AsyncFnOnce(i64) -> crate::Result<String>) -> WebResult<Response> {
+async fn change(
+    staff: &Staff,
+    id: &str,
+    change: impl AsyncFnOnce(i64) -> crate::Result<String>,
+) -> WebResult<Response> {
     let id: i64 = parse_id(id)?;
     let notice = match change(id).await {
         Ok(notice) => notice,

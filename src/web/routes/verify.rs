@@ -36,5 +36,9 @@ pub fn refuse_corrupt(dump: &Dump) -> Option<Response> {
          A fresh dump of the same options was queued to replace it.",
         dump.id
     );
-    Some(error_page(StatusCode::CONFLICT, "Archive corrupt", &message))
+    Some(error_page(
+        StatusCode::CONFLICT,
+        "Archive corrupt",
+        &message,
+    ))
 }
