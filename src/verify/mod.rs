@@ -8,7 +8,6 @@ pub mod archive;
 pub mod cli;
 pub mod db;
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,15 +54,6 @@ impl Every {
             _ => Err(format!(
                 "{text:?} is not a period such as \"1d\", \"12h\", \"30m\", \"90s\" or \"never\""
             )),
-        }
-    }
-}
-
-impl fmt::Display for Every {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            None => f.write_str("never"),
-            Some(d) => write!(f, "{}s", d.as_secs()),
         }
     }
 }
