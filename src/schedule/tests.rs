@@ -231,3 +231,36 @@ async fn bad_schedules_are_refused_with_the_reason() {
             .is_empty()
     );
 }
+
+/// The schema holds what SQL can: rule 1 for schedules, one run per due
+/// time, and an error exactly on a failed verification.
+#[tokio::test]
+async fn the_schema_keeps_one_run_per_due_time() {
+    let (_dir, config) = site();
+    let registry = Registry::open(&config).await.unwrap();
+    let pool = registry.pool();
+    let neither = sqlx::query(
+        "INSERT INTO schedules (cron, with_data, with_storages, created_at, active_since) \
+         VALUES ('* * * * *', 0, 0, 't', 't')",
+    )
+    .execute(pool)
+    .await;
+    assert!(neither.is_err());
+    let run = "INSERT INTO schedule_runs (schedule_id, due_at, created_at) VALUES (1, 'd', 't')";
+    sqlx::query(run).execute(pool).await.unwrap();
+    assert!(sqlx::query(run).execute(pool).await.is_err());
+    let dump = registry
+        .create_dump(OptionSet::DATA, crate::registry::Actor::System)
+        .await
+        .unwrap();
+    let verification = |ok: i64, error: Option<&'static str>| {
+        sqlx::query("INSERT INTO verifications (dump_id, at, ok, error) VALUES (?, 't', ?, ?)")
+            .bind(dump.get())
+            .bind(ok)
+            .bind(error)
+            .execute(pool)
+    };
+    assert!(verification(0, None).await.is_err());
+    assert!(verification(1, Some("x")).await.is_err());
+    assert!(verification(0, Some("x")).await.is_ok());
+}
