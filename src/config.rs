@@ -40,6 +40,20 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
 }
 
+/// How datetime columns are stored in the application database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datetimes {
+    /// Naive text in UTC (Django with `USE_TZ = True`, its default): dumped
+    /// with `Z`, aware values loaded converted to UTC.
+    #[default]
+    Utc,
+    /// Naive local text (Django with `USE_TZ = False`): dumped without a zone.
+    Naive,
+    /// Dumped and loaded as they are.
+    Verbatim,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -48,6 +62,16 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Idle session lifetime, in minutes.
     pub session_minutes: u64,
+}
+
+/// Longest idle session accepted in `[server] session_minutes`: one year.
+const MAX_SESSION_MINUTES: u64 = 366 * 24 * 60;
+
+impl ServerConfig {
+    /// How long an idle logged-in session lives (validated at load: 1 minute to a year).
+    pub fn session_lifetime(&self) -> time::Duration {
+        time::Duration::minutes(self.session_minutes.min(MAX_SESSION_MINUTES) as i64)
+    }
 }
 
 impl Default for ServerConfig {
@@ -156,7 +180,7 @@ pub struct DataConfig {
     pub command_timeout: u64,
     /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
     /// True), "naive" (USE_TZ = False) or "verbatim".
-    pub datetimes: crate::engine::sql::Datetimes,
+    pub datetimes: Datetimes,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -184,7 +208,7 @@ pub struct LoadConfig {
     pub min_data_size: u64,
     pub protocols: Vec<String>,
     pub follow_redirects: bool,
-    /// Download timeout, in seconds.
+    /// Download timeout, in seconds, per connection step (at least 1).
     pub timeout: u64,
     /// Refuse an archive that unpacks to more than this many bytes.
     pub max_unpacked_bytes: u64,
@@ -326,8 +350,20 @@ impl Config {
                 )));
             }
         }
-        if self.dump.concurrency == 0 {
-            return Err(Error::Config("dump.concurrency: must be at least 1".into()));
+        for (key, value) in [
+            ("dump.concurrency", self.dump.concurrency as u64),
+            ("server.session_minutes", self.server.session_minutes),
+            ("load.timeout", self.load.timeout),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key}: must be at least 1")));
+            }
+        }
+        if self.server.session_minutes > MAX_SESSION_MINUTES {
+            return Err(Error::Config(format!(
+                "server.session_minutes: {} is more than a year ({MAX_SESSION_MINUTES})",
+                self.server.session_minutes
+            )));
         }
         self.notify.validate()?;
         crate::archive::filename::validate_pattern(&self.dump.filename)
@@ -460,6 +496,24 @@ mod tests {
         assert_eq!(c.dump.path, Path::new("/srv/site/dumps"));
         assert_eq!(c.storages.basepath, Path::new("/abs"));
         assert_eq!(c.storages.paths, vec![PathBuf::from("/srv/site/media")]);
+    }
+
+    #[test]
+    fn zero_durations_and_counts_are_refused_by_name() {
+        for (text, key) in [
+            ("[server]\nsession_minutes = 0\n", "server.session_minutes"),
+            ("[load]\ntimeout = 0\n", "load.timeout"),
+            ("[dump]\nconcurrency = 0\n", "dump.concurrency"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+        let e = parse("[server]\nsession_minutes = 9999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.session_minutes"), "{e}");
+        let c = parse("[server]\nsession_minutes = 90\n").unwrap();
+        assert_eq!(c.server.session_lifetime(), time::Duration::minutes(90));
     }
 
     #[test]

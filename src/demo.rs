@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::registry::{Password, Registry, Username};
 
@@ -62,7 +61,7 @@ pub fn create_workspace(dir: &Path) -> Result<PathBuf> {
 pub async fn ensure_admin(registry: &Registry) -> Result<Option<String>> {
     let from_env = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
     let exists = registry.user(ADMIN).await?.is_some();
-    let username: Username = ADMIN.parse().map_err(Error::Usage)?;
+    let username: Username = ADMIN.parse().map_err(Error::Internal)?;
     match (exists, from_env) {
         (true, None) => Ok(None),
         (true, Some(pw)) => {
@@ -83,36 +82,6 @@ pub async fn ensure_admin(registry: &Registry) -> Result<Option<String>> {
             Ok(Some(pw))
         }
     }
-}
-
-/// Create the workspace, the admin, and serve.
-pub async fn run(dir: &Path, addr: Option<&str>) -> Result<()> {
-    let fresh = !dir.join(crate::config::DEFAULT_CONFIG_FILE).exists();
-    let config_path = create_workspace(dir)?;
-    let config = Config::load(&config_path, std::env::vars())?;
-    let registry = Registry::open(&config).await?;
-    let password = ensure_admin(&registry).await?;
-    drop(registry);
-    let addr = addr.unwrap_or(&config.server.addr).to_string();
-    // Bound first, so the address printed is the real one (port 0 works).
-    let server =
-        crate::web::Server::build(config, Some(&addr), crate::registry::jobs::engine()).await?;
-    eprintln!();
-    if fresh {
-        eprintln!("  Demo workspace created in {}", dir.display());
-    } else {
-        eprintln!("  Using the demo workspace in {}", dir.display());
-    }
-    eprintln!(
-        "  Open http://{}/ and log in as {ADMIN:?}",
-        server.local_addr()
-    );
-    match password {
-        Some(pw) => eprintln!("  Password: {pw}"),
-        None => eprintln!("  (password unchanged; set {PASSWORD_ENV} to reset it)"),
-    }
-    eprintln!();
-    crate::web::run_until_signal(server).await
 }
 
 const CATEGORIES: &[&str] = &[
@@ -275,6 +244,7 @@ fn bmp(width: u32, height: u32, red: u8, green: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
 
     #[test]
     fn workspace_is_created_once_and_configures() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::Config;
 use crate::apps::{Engine, ResolvedApp};
 use crate::archive::manifest::Manifest;
-use crate::archive::writer::ArchiveWriter;
+use crate::archive::writer::{ArchiveWriter, Finished};
 use crate::archive::{DATA_DIR, MANIFEST, filename};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -175,139 +175,25 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
         .tempfile_in(&plan.destination)
         .ctx("create a temporary file in", &plan.destination)?;
     let file = tmp.as_file().try_clone().ctx("open", tmp.path())?;
-    let mut writer = ArchiveWriter::new(
-        file,
-        config.dump.compression_level,
-        config.dump.compressed_media_level,
-        config.dump.threads(),
-    );
-    let mtime = now.unix_timestamp().max(0) as u64;
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    let mut rows = 0u64;
-
-    // Data first: fixtures are written to a staging directory beside the
-    // archive (a tar header needs the size before the content).
-    let mut datas = Vec::new();
-    let staging = if plan.with_data() {
-        let dir = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempdir_in(&plan.destination)
-            .ctx("create a temporary directory in", &plan.destination)?;
-        let conn = if plan
-            .apps
-            .iter()
-            .any(|a| matches!(a.engine, Engine::Sql { .. }))
-        {
-            Some(crate::apps::open_source(config)?)
-        } else {
-            None
-        };
-        for app in &plan.apps {
-            if progress.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let out = dir.path().join(&app.filename);
-            progress.log(&format!("Dumping data of {:?}", app.name));
-            let size = match &app.engine {
-                Engine::Sql { tables } => {
-                    let conn = conn.as_ref().expect("opened when an app uses SQL");
-                    let stats = crate::engine::sql::dump_tables(
-                        conn,
-                        tables,
-                        config.data.datetimes,
-                        &out,
-                        progress,
-                    )?;
-                    rows += stats.rows;
-                    stats.bytes
-                }
-                Engine::Command { dump, .. } => {
-                    crate::engine::command::dump(&app.config, dump, config, &out, progress)?
-                }
-            };
-            progress.log(&format!(
-                "- Written {} ({})",
-                app.filename,
-                humansize::format_size(size, humansize::DECIMAL)
-            ));
-            datas.push(app.archive_path());
-        }
-        Some(dir)
-    } else {
-        None
-    };
-
-    let mut total = 0u64;
-    let mut total_files = 0u64;
-    for s in &plan.storages {
-        let t = crate::storages::totals(s, &plan.excludes, &crate::progress::Silent)?;
-        total += t.bytes;
-        total_files += t.files;
+    let mut packer = Packer::new(config, file, now);
+    let staged = stage_data(config, &plan, progress)?;
+    begin_progress(&plan, &staged, progress)?;
+    if let Some(dir) = &staged.dir {
+        packer.add_data(&plan, dir.path(), progress)?;
     }
-    if let Some(dir) = &staging {
-        for app in &plan.apps {
-            total += fs::metadata(dir.path().join(&app.filename))
-                .map(|m| m.len())
-                .unwrap_or(0);
-        }
-    }
-    progress.begin(total, total_files + plan.apps.len() as u64);
-
-    if let Some(dir) = &staging {
-        writer.append_plain_dir(DATA_DIR, mtime)?;
-        // Diskette's layout: data files sorted by name; the manifest keeps the load order.
-        let mut sorted: Vec<&ResolvedApp> = plan.apps.iter().collect();
-        sorted.sort_by(|a, b| a.filename.cmp(&b.filename));
-        for app in sorted {
-            let n = writer.append_path_as(
-                &app.archive_path(),
-                &dir.path().join(&app.filename),
-                progress,
-            )?;
-            progress.advance(0, 1);
-            files += 1;
-            bytes += n;
-        }
-    }
-    drop(staging);
-
+    drop(staged.dir);
     for storage in &plan.storages {
-        progress.log(&format!("Archiving storage {}", storage.arcname));
-        let root_meta = fs::metadata(&storage.root).ctx("read", &storage.root)?;
-        writer.append_dir(&storage.arcname, &root_meta)?;
-        for entry in crate::storages::walk(storage, &plan.excludes, progress) {
-            if progress.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let entry = entry?;
-            match &entry.kind {
-                EntryKind::Dir => writer.append_dir(&entry.arcname, &entry.meta)?,
-                EntryKind::Symlink(target) => {
-                    writer.append_symlink(&entry.arcname, target, &entry.meta)?;
-                    files += 1;
-                }
-                EntryKind::File => {
-                    if let Some(n) = writer.append_file(&entry.arcname, &entry.path, progress)? {
-                        files += 1;
-                        bytes += n;
-                        progress.advance(0, 1);
-                    }
-                }
-            }
-        }
+        packer.add_storage(storage, &plan.excludes, progress)?;
     }
-
     let manifest = Manifest {
         version: crate::VERSION.to_string(),
         creation: creation_stamp(now),
-        datas: plan.with_data().then_some(datas),
+        datas: plan.with_data().then_some(staged.datas),
         storages: plan
             .with_storages()
             .then(|| plan.storages.iter().map(|s| s.arcname.clone()).collect()),
     };
-    writer.append_bytes(MANIFEST, manifest.to_json().as_bytes(), mtime)?;
-    let finished = writer.finish()?;
+    let (finished, files, bytes) = packer.finish(&manifest)?;
     drop(finished.file);
 
     use std::os::unix::fs::PermissionsExt;
@@ -327,10 +213,195 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
         checksum: finished.checksum,
         files,
         bytes,
-        rows,
+        rows: staged.rows,
         with_data: plan.with_data(),
         with_storages: plan.with_storages(),
     })
+}
+
+/// The data fixtures, written before the archive: a tar header needs the
+/// size before the content.
+struct Staged {
+    /// Beside the archive, holding one file per application; `None` without data.
+    dir: Option<tempfile::TempDir>,
+    /// Archive paths of the fixtures, in load order.
+    datas: Vec<String>,
+    rows: u64,
+}
+
+/// Dump every application's data into a staging directory.
+fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<Staged> {
+    let mut staged = Staged {
+        dir: None,
+        datas: Vec::new(),
+        rows: 0,
+    };
+    if !plan.with_data() {
+        return Ok(staged);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempdir_in(&plan.destination)
+        .ctx("create a temporary directory in", &plan.destination)?;
+    let conn = sql_source(config, plan)?;
+    for app in &plan.apps {
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let out = dir.path().join(&app.filename);
+        progress.log(&format!("Dumping data of {:?}", app.name));
+        let size = match &app.engine {
+            Engine::Sql { tables } => {
+                let conn = conn.as_ref().expect("opened when an app uses SQL");
+                let stats = crate::engine::sql::dump_tables(
+                    conn,
+                    tables,
+                    config.data.datetimes,
+                    &out,
+                    progress,
+                )?;
+                staged.rows += stats.rows;
+                stats.bytes
+            }
+            Engine::Command { dump, .. } => {
+                crate::engine::command::dump(&app.config, dump, config, &out, progress)?
+            }
+        };
+        progress.log(&format!(
+            "- Written {} ({})",
+            app.filename,
+            humansize::format_size(size, humansize::DECIMAL)
+        ));
+        staged.datas.push(app.archive_path());
+    }
+    staged.dir = Some(dir);
+    Ok(staged)
+}
+
+/// The data source, opened when an application is dumped by SQL.
+fn sql_source(config: &Config, plan: &Plan) -> Result<Option<rusqlite::Connection>> {
+    if plan
+        .apps
+        .iter()
+        .any(|a| matches!(a.engine, Engine::Sql { .. }))
+    {
+        Ok(Some(crate::apps::open_source(config)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Announce the bytes and files to archive: the storages' and the staged
+/// fixtures'.
+fn begin_progress(plan: &Plan, staged: &Staged, progress: &dyn Progress) -> Result<()> {
+    let mut total = 0u64;
+    let mut total_files = 0u64;
+    for s in &plan.storages {
+        let t = crate::storages::totals(s, &plan.excludes, &crate::progress::Silent)?;
+        total += t.bytes;
+        total_files += t.files;
+    }
+    if let Some(dir) = &staged.dir {
+        for app in &plan.apps {
+            total += fs::metadata(dir.path().join(&app.filename))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        }
+    }
+    progress.begin(total, total_files + plan.apps.len() as u64);
+    Ok(())
+}
+
+/// The archive being written, and what went into it.
+struct Packer {
+    writer: ArchiveWriter,
+    /// Of the entries made up by the dump (`data/`, the manifest).
+    mtime: u64,
+    /// Storage files, links and data fixtures archived.
+    files: u64,
+    /// Uncompressed bytes archived.
+    bytes: u64,
+}
+
+impl Packer {
+    fn new(config: &Config, file: fs::File, now: time::OffsetDateTime) -> Self {
+        Packer {
+            writer: ArchiveWriter::new(
+                file,
+                config.dump.compression_level,
+                config.dump.compressed_media_level,
+                config.dump.threads(),
+            ),
+            mtime: now.unix_timestamp().max(0) as u64,
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    /// `data/` and the staged fixtures in `dir`.
+    fn add_data(&mut self, plan: &Plan, dir: &Path, progress: &dyn Progress) -> Result<()> {
+        self.writer.append_plain_dir(DATA_DIR, self.mtime)?;
+        // Diskette's layout: data files sorted by name; the manifest keeps the load order.
+        let mut sorted: Vec<&ResolvedApp> = plan.apps.iter().collect();
+        sorted.sort_by(|a, b| a.filename.cmp(&b.filename));
+        for app in sorted {
+            let n = self.writer.append_path_as(
+                &app.archive_path(),
+                &dir.join(&app.filename),
+                progress,
+            )?;
+            progress.advance(0, 1);
+            self.files += 1;
+            self.bytes += n;
+        }
+        Ok(())
+    }
+
+    /// A storage's root directory and everything in it, bar the excluded.
+    fn add_storage(
+        &mut self,
+        storage: &Storage,
+        excludes: &Excludes,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        progress.log(&format!("Archiving storage {}", storage.arcname));
+        let root_meta = fs::metadata(&storage.root).ctx("read", &storage.root)?;
+        self.writer.append_dir(&storage.arcname, &root_meta)?;
+        for entry in crate::storages::walk(storage, excludes, progress) {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let entry = entry?;
+            match &entry.kind {
+                EntryKind::Dir => self.writer.append_dir(&entry.arcname, &entry.meta)?,
+                EntryKind::Symlink(target) => {
+                    self.writer
+                        .append_symlink(&entry.arcname, target, &entry.meta)?;
+                    self.files += 1;
+                }
+                EntryKind::File => {
+                    if let Some(n) =
+                        self.writer
+                            .append_file(&entry.arcname, &entry.path, progress)?
+                    {
+                        self.files += 1;
+                        self.bytes += n;
+                        progress.advance(0, 1);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest last, then the gzip trailer. Returns the finished file
+    /// with its size and checksum, and the files and bytes archived.
+    fn finish(mut self, manifest: &Manifest) -> Result<(Finished, u64, u64)> {
+        self.writer
+            .append_bytes(MANIFEST, manifest.to_json().as_bytes(), self.mtime)?;
+        let finished = self.writer.finish()?;
+        Ok((finished, self.files, self.bytes))
+    }
 }
 
 /// Give the finished temporary file its final name without ever replacing an
@@ -405,15 +476,7 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
     let mut total_rows = 0u64;
     if plan.with_data() {
         let _ = writeln!(out, "Data:");
-        let conn = if plan
-            .apps
-            .iter()
-            .any(|a| matches!(a.engine, Engine::Sql { .. }))
-        {
-            Some(crate::apps::open_source(config)?)
-        } else {
-            None
-        };
+        let conn = sql_source(config, &plan)?;
         for app in &plan.apps {
             match &app.engine {
                 Engine::Sql { tables } => {

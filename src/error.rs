@@ -9,9 +9,14 @@ pub enum Error {
     /// Bad or missing configuration: the message names the key or the path.
     #[error("configuration: {0}")]
     Config(String),
-    /// Bad command-line usage.
+    /// A refusal the user can act on (bad input, a rule of the registry):
+    /// its text is shown to them as it is (a 4xx on the web).
     #[error("{0}")]
     Usage(String),
+    /// A failure of ours (a task that died, an unexpected state): the web
+    /// shows only a request id and logs this text.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A file-system operation failed; `path` says on what.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -56,6 +61,21 @@ impl Error {
             if source.kind() == std::io::ErrorKind::StorageFull
                 || source.raw_os_error() == Some(libc::EFBIG))
     }
+}
+
+/// The error and its causes on one line, for a terminal or a log.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = s.source();
+    }
+    line.replace('\n', " ")
 }
 
 /// Attach a path and an action to an `io::Result`.

@@ -31,6 +31,17 @@ pub struct Request<'a> {
     pub capture: &'a [&'a str],
 }
 
+/// Where a download goes and how its refusals read.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The file name to save under (`-1`, `-2`... added rather than
+    /// overwriting an existing file): ours, never the server's.
+    pub name: &'a str,
+    /// What an error status means for this request, e.g. `(401, "the server
+    /// refused the API key")`; other statuses read as the server's answer.
+    pub statuses: &'a [(u16, &'a str)],
+}
+
 /// A completed download.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -95,22 +106,78 @@ pub fn fetch(
     dest_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
+    let name = file_name_for(request.url);
+    let target = Target {
+        name: &name,
+        statuses: &[],
+    };
+    fetch_as(config, request, dest_dir, &target, progress)
+}
+
+/// `fetch`, saving under `target.name`.
+pub fn fetch_as(
+    config: &LoadConfig,
+    request: &Request<'_>,
+    dest_dir: &Path,
+    target: &Target<'_>,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
     check_scheme(config, request.url)?;
-    let mut builder = ureq::AgentBuilder::new()
+    let builder = ureq::AgentBuilder::new()
         .redirects(0)
         .user_agent(&format!("diskette/{}", crate::VERSION));
-    if config.timeout > 0 {
-        // Per connection step, not for the whole transfer: a large archive may
-        // take longer than the timeout to download, a stalled server may not.
-        let t = Duration::from_secs(config.timeout);
-        builder = builder.timeout_connect(t).timeout_read(t).timeout_write(t);
-    }
-    let agent = builder.build();
+    // Per connection step, not for the whole transfer: a large archive may
+    // take longer than the timeout to download, a stalled server may not. A
+    // zero timeout is refused when the configuration is loaded.
+    let t = Duration::from_secs(config.timeout);
+    let agent = builder
+        .timeout_connect(t)
+        .timeout_read(t)
+        .timeout_write(t)
+        .build();
 
+    let (response, url) = follow(&agent, config, request, target, progress)?;
+
+    let mut headers = BTreeMap::new();
+    for name in request.capture {
+        if let Some(value) = response.header(name) {
+            headers.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+    }
+    let expected_len = response
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    let (path, size, checksum) = save(
+        response,
+        &url,
+        expected_len,
+        dest_dir,
+        target.name,
+        progress,
+    )?;
+    Ok(Fetched {
+        path,
+        size,
+        checksum,
+        headers,
+        final_url: url,
+    })
+}
+
+/// GET `request.url`, following redirects as `[load]` allows; returns the
+/// successful response and the URL it came from.
+fn follow(
+    agent: &ureq::Agent,
+    config: &LoadConfig,
+    request: &Request<'_>,
+    target: &Target<'_>,
+    progress: &dyn Progress,
+) -> Result<(ureq::Response, String)> {
     let origin = origin_of(request.url).to_string();
     let mut url = request.url.to_string();
     let mut hops = 0;
-    let response = loop {
+    loop {
         let mut req = agent.get(&url);
         if origin_of(&url) == origin {
             for (name, value) in request.headers {
@@ -120,10 +187,10 @@ pub fn fetch(
         let response = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                return Err(Error::Download(format!(
-                    "{url}: the server answered {code} {}",
-                    r.status_text()
-                )));
+                return Err(Error::Download(match explained(target, code) {
+                    Some(meaning) => format!("{meaning} ({code})"),
+                    None => format!("{url}: the server answered {code} {}", r.status_text()),
+                }));
             }
             Err(ureq::Error::Transport(t)) => {
                 return Err(Error::Download(format!("{url}: {t}")));
@@ -131,7 +198,7 @@ pub fn fetch(
         };
         let status = response.status();
         if (200..300).contains(&status) {
-            break response;
+            return Ok((response, url));
         }
         if !(300..400).contains(&status) {
             return Err(Error::Download(format!(
@@ -163,18 +230,19 @@ pub fn fetch(
         check_scheme(config, &next)?;
         progress.log(&format!("Redirected ({status}) to {next}"));
         url = next;
-    };
-
-    let mut headers = BTreeMap::new();
-    for name in request.capture {
-        if let Some(value) = response.header(name) {
-            headers.insert(name.to_ascii_lowercase(), value.to_string());
-        }
     }
-    let expected_len = response
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+}
 
+/// Stream the body into a temporary file in `dest_dir`, hashing it, then
+/// rename it to `name` (or `name-1`...), never over an existing file.
+fn save(
+    response: ureq::Response,
+    url: &str,
+    expected_len: Option<u64>,
+    dest_dir: &Path,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, u64, String)> {
     fs::create_dir_all(dest_dir).ctx("create directory", dest_dir)?;
     let mut part = tempfile::Builder::new()
         .prefix(".diskette-download-")
@@ -195,6 +263,9 @@ pub fn fetch(
         }
         writer.write_all(&buf[..n]).ctx("write", &part_path)?;
         progress.advance(n as u64, 0);
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
     }
     let (inner, checksum, size) = writer.finish();
     inner
@@ -210,12 +281,11 @@ pub fn fetch(
     part.as_file().sync_all().ctx("write", &part_path)?;
     progress.advance(0, 1);
 
-    let name = file_name_for(request.url);
-    let (stem, ext) = split_name(&name);
+    let (stem, ext) = split_name(name);
     let mut attempt = 0;
     let path = loop {
         let candidate = if attempt == 0 {
-            dest_dir.join(&name)
+            dest_dir.join(name)
         } else {
             dest_dir.join(format!("{stem}-{attempt}{ext}"))
         };
@@ -228,13 +298,15 @@ pub fn fetch(
             Err(e) => return Err(Error::io("rename into place", candidate, e.error)),
         }
     };
-    Ok(Fetched {
-        path,
-        size,
-        checksum,
-        headers,
-        final_url: url,
-    })
+    Ok((path, size, checksum))
+}
+
+fn explained<'a>(target: &Target<'a>, code: u16) -> Option<&'a str> {
+    target
+        .statuses
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, m)| *m)
 }
 
 /// `scheme://authority` of a URL.

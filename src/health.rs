@@ -7,7 +7,7 @@ use crate::registry::Registry;
 /// One line per problem; empty when healthy.
 pub async fn problems(registry: &Registry) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    for s in crate::schedule::db::list(registry.pool()).await? {
+    for s in registry.schedules().await? {
         if s.enabled && s.last_failed() {
             problems.push(format!(
                 "the last run of schedule {} (dump {}) failed: {}",
@@ -17,7 +17,7 @@ pub async fn problems(registry: &Registry) -> Result<Vec<String>> {
             ));
         }
     }
-    for (id, error) in crate::verify::db::corrupt_available(registry.pool()).await? {
+    for (id, error) in registry.corrupt_available().await? {
         problems.push(format!("the available dump {id} is corrupt: {error}"));
     }
     Ok(problems)

@@ -24,6 +24,7 @@ pub mod storages;
 pub mod users;
 pub mod verify;
 pub mod web;
+pub mod worker;
 
 pub use config::Config;
 pub use error::{Error, Result};

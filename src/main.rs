@@ -6,7 +6,7 @@ fn main() -> std::process::ExitCode {
     match diskette::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", diskette::cli::error_line(&e));
+            eprintln!("error: {}", diskette::error::error_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -224,6 +224,6 @@ pub async fn job_finished(registry: &Registry, id: DumpId) {
     match registry.dump(id).await {
         Ok(Some(dump)) => registry.notifier().dump_finished(&dump),
         Ok(None) => {}
-        Err(e) => tracing::warn!(dump = %id, "webhook not sent: {}", crate::cli::error_line(&e)),
+        Err(e) => tracing::warn!(dump = %id, "webhook not sent: {}", crate::error::error_line(&e)),
     }
 }

@@ -20,7 +20,7 @@ pub fn hash_password(password: &Password) -> Result<String> {
     argon2()
         .hash_password(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Usage(format!("cannot hash the password: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot hash the password: {e}")))
 }
 
 /// Check `password` against `hash`; with no hash (unknown user) a dummy one is

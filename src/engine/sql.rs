@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::Config;
 use crate::apps::{Table, sql_err};
+pub use crate::config::Datetimes;
 use crate::engine::DataFile;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -99,20 +100,6 @@ impl ColumnKind {
             ColumnKind::Plain
         }
     }
-}
-
-/// How datetime columns are stored in the application database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Datetimes {
-    /// Naive text in UTC (Django with `USE_TZ = True`, its default): dumped
-    /// with `Z`, aware values loaded converted to UTC.
-    #[default]
-    Utc,
-    /// Naive local text (Django with `USE_TZ = False`): dumped without a zone.
-    Naive,
-    /// Dumped and loaded as they are.
-    Verbatim,
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.f]` split into date, time and fraction digits.

@@ -1,61 +1,13 @@
-//! Every SQL statement of the registry. Functions are generic over the executor
+//! Every SQL statement of the crate. Functions are generic over the executor
 //! so they run on the pool or inside a transaction; the rules that need more
-//! than one statement live in `service`.
+//! than one statement live in `service` and `accounts`. Timestamps are bound
+//! in their stored form (`super::stamp`).
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::SqliteExecutor;
+use time::OffsetDateTime;
 
-use super::types::{Checksum, DumpId, DumpStatus, OptionSet};
-
-/// A dump record, without its logs (they can be long; see `dump_logs`).
-#[derive(Debug, Clone, FromRow)]
-pub struct Dump {
-    #[sqlx(try_from = "i64")]
-    pub id: DumpId,
-    pub created_at: String,
-    pub processed_at: Option<String>,
-    #[sqlx(try_from = "String")]
-    pub status: DumpStatus,
-    pub with_data: bool,
-    pub with_storages: bool,
-    pub deprecated: bool,
-    pub filename: Option<String>,
-    pub size: Option<i64>,
-    pub checksum: Option<String>,
-    pub purged_at: Option<String>,
-    pub error: Option<String>,
-    pub progress_bytes: i64,
-    pub progress_files: i64,
-    pub created_by: Option<i64>,
-    /// Username of `created_by` (joined).
-    pub creator: Option<String>,
-    /// Created by a schedule (it has a run in `schedule_runs`).
-    pub scheduled: bool,
-    /// When its archive was last verified, if ever.
-    pub verified_at: Option<String>,
-    /// What the last verification found wrong; `None` if good or never verified.
-    pub verify_error: Option<String>,
-}
-
-impl Dump {
-    pub fn option_set(&self) -> OptionSet {
-        // The schema refuses neither; fall back to both rather than panic.
-        OptionSet::new(self.with_data, self.with_storages).unwrap_or(OptionSet::BOTH)
-    }
-
-    /// Processed and not deprecated: the one dump of its set that can be downloaded.
-    pub fn is_available(&self) -> bool {
-        self.status == DumpStatus::Processed && !self.deprecated
-    }
-
-    pub fn checksum(&self) -> Option<Checksum> {
-        self.checksum.as_deref().and_then(|c| c.parse().ok())
-    }
-
-    /// Its last verification found the archive bad: it is never served.
-    pub fn is_corrupt(&self) -> bool {
-        self.verify_error.is_some()
-    }
-}
+use super::records::{Action, ApiKey, Dump, DumpFilter, Outcome, User};
+use super::types::{ApiKeyId, DumpId, DumpStatus, OptionSet, UserId};
 
 const DUMP_COLUMNS: &str = "d.id, d.created_at, d.processed_at, d.status, d.with_data, d.with_storages, \
      d.deprecated, d.filename, d.size, d.checksum, d.purged_at, d.error, d.progress_bytes, \
@@ -75,7 +27,7 @@ fn select_dumps(filter: &str) -> String {
 pub async fn insert_dump<'c>(
     ex: impl SqliteExecutor<'c>,
     set: OptionSet,
-    created_by: Option<i64>,
+    created_by: Option<UserId>,
     now: &str,
 ) -> sqlx::Result<DumpId> {
     let id: i64 = sqlx::query_scalar(
@@ -106,14 +58,6 @@ pub async fn dump_logs<'c>(
         .bind(id.get())
         .fetch_optional(ex)
         .await
-}
-
-/// Filters of the dump list; `None` means any.
-#[derive(Debug, Clone, Default)]
-pub struct DumpFilter {
-    pub available: Option<bool>,
-    pub option_set: Option<OptionSet>,
-    pub status: Option<DumpStatus>,
 }
 
 fn filter_clause(f: &DumpFilter) -> (String, Vec<i64>, Option<&'static str>) {
@@ -267,15 +211,6 @@ pub async fn deprecate_older<'c>(
     .await
 }
 
-pub struct Outcome<'a> {
-    pub filename: &'a str,
-    pub size: u64,
-    pub checksum: &'a Checksum,
-    pub bytes: u64,
-    pub files: u64,
-    pub logs: &'a str,
-}
-
 pub async fn set_processed<'c>(
     ex: impl SqliteExecutor<'c>,
     id: DumpId,
@@ -365,7 +300,9 @@ pub async fn deprecate<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Res
 }
 
 /// Deprecated processed dumps whose file has not been deleted yet.
-pub async fn purge_candidates<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<(i64, String)>> {
+pub async fn purge_candidates<'c>(
+    ex: impl SqliteExecutor<'c>,
+) -> sqlx::Result<Vec<(DumpId, String)>> {
     sqlx::query_as(
         "SELECT id, filename FROM dumps WHERE status = 'processed' AND deprecated = 1 \
          AND purged_at IS NULL AND filename IS NOT NULL ORDER BY id",
@@ -374,7 +311,11 @@ pub async fn purge_candidates<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<V
     .await
 }
 
-pub async fn set_purged<'c>(ex: impl SqliteExecutor<'c>, id: i64, now: &str) -> sqlx::Result<()> {
+pub async fn set_purged<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+    now: &str,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE dumps SET purged_at = ? WHERE id = ? AND purged_at IS NULL")
         .bind(now)
         .bind(id)
@@ -391,31 +332,21 @@ pub async fn delete_dump<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::R
     Ok(done.rows_affected() == 1)
 }
 
-/// Total size of the archives still on disk.
-pub async fn stored_bytes<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(SUM(size), 0) FROM dumps WHERE status = 'processed' AND purged_at IS NULL",
-    )
-    .fetch_one(ex)
-    .await
-}
-
 // ---------------------------------------------------------------- users
 
-#[derive(Debug, Clone, FromRow)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub password_hash: String,
-    pub is_staff: bool,
-    pub is_superuser: bool,
-    pub is_active: bool,
-    pub created_at: String,
-    pub last_login_at: Option<String>,
-}
-
 const USER_COLUMNS: &str =
-    "id, username, password_hash, is_staff, is_superuser, is_active, created_at, last_login_at";
+    "id, username, is_staff, is_superuser, is_active, created_at, last_login_at";
+
+/// The password hash of `username`, if the user exists.
+pub async fn password_hash<'c>(
+    ex: impl SqliteExecutor<'c>,
+    username: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(ex)
+        .await
+}
 
 pub async fn insert_user<'c>(
     ex: impl SqliteExecutor<'c>,
@@ -423,7 +354,7 @@ pub async fn insert_user<'c>(
     password_hash: &str,
     is_superuser: bool,
     now: &str,
-) -> sqlx::Result<i64> {
+) -> sqlx::Result<UserId> {
     sqlx::query_scalar(
         "INSERT INTO users (username, password_hash, is_staff, is_superuser, is_active, created_at) \
          VALUES (?, ?, 1, ?, 1, ?) RETURNING id",
@@ -448,7 +379,7 @@ pub async fn user_by_name<'c>(
     .await
 }
 
-pub async fn user_by_id<'c>(ex: impl SqliteExecutor<'c>, id: i64) -> sqlx::Result<Option<User>> {
+pub async fn user_by_id<'c>(ex: impl SqliteExecutor<'c>, id: UserId) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
         .bind(id)
         .fetch_optional(ex)
@@ -465,7 +396,7 @@ pub async fn list_users<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Use
 
 pub async fn set_password_hash<'c>(
     ex: impl SqliteExecutor<'c>,
-    id: i64,
+    id: UserId,
     hash: &str,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
@@ -478,7 +409,7 @@ pub async fn set_password_hash<'c>(
 
 pub async fn set_user_flags<'c>(
     ex: impl SqliteExecutor<'c>,
-    id: i64,
+    id: UserId,
     is_active: bool,
     is_staff: bool,
     is_superuser: bool,
@@ -494,7 +425,11 @@ pub async fn set_user_flags<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn touch_login<'c>(ex: impl SqliteExecutor<'c>, id: i64, now: &str) -> sqlx::Result<()> {
+pub async fn touch_login<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: UserId,
+    now: &str,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
         .bind(now)
         .bind(id)
@@ -505,17 +440,6 @@ pub async fn touch_login<'c>(ex: impl SqliteExecutor<'c>, id: i64, now: &str) ->
 
 // ---------------------------------------------------------------- API keys
 
-#[derive(Debug, Clone, FromRow)]
-pub struct ApiKey {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub created_at: String,
-    pub deprecated: bool,
-    pub last_used_at: Option<String>,
-    pub creator: Option<String>,
-}
-
 const KEY_COLUMNS: &str =
     "k.id, k.name, k.prefix, k.created_at, k.deprecated, k.last_used_at, u.username AS creator";
 
@@ -524,9 +448,9 @@ pub async fn insert_api_key<'c>(
     name: &str,
     key_hash: &str,
     prefix: &str,
-    created_by: Option<i64>,
+    created_by: Option<UserId>,
     now: &str,
-) -> sqlx::Result<i64> {
+) -> sqlx::Result<ApiKeyId> {
     sqlx::query_scalar(
         "INSERT INTO api_keys (name, key_hash, prefix, created_by, created_at) \
          VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -560,7 +484,10 @@ pub async fn list_api_keys<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<
     .await
 }
 
-pub async fn deprecate_api_key<'c>(ex: impl SqliteExecutor<'c>, id: i64) -> sqlx::Result<bool> {
+pub async fn deprecate_api_key<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: ApiKeyId,
+) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE api_keys SET deprecated = 1 WHERE id = ? AND deprecated = 0")
         .bind(id)
         .execute(ex)
@@ -570,7 +497,7 @@ pub async fn deprecate_api_key<'c>(ex: impl SqliteExecutor<'c>, id: i64) -> sqlx
 
 pub async fn touch_api_key<'c>(
     ex: impl SqliteExecutor<'c>,
-    id: i64,
+    id: ApiKeyId,
     now: &str,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
@@ -583,23 +510,10 @@ pub async fn touch_api_key<'c>(
 
 // ---------------------------------------------------------------- actions
 
-#[derive(Debug, Clone, FromRow)]
-pub struct Action {
-    pub id: i64,
-    pub at: String,
-    pub verb: String,
-    pub dump_id: Option<i64>,
-    pub detail: String,
-    pub username: Option<String>,
-    pub key_name: Option<String>,
-    /// The creation of a dump by a schedule.
-    pub scheduled: bool,
-}
-
 pub async fn insert_action<'c>(
     ex: impl SqliteExecutor<'c>,
-    user_id: Option<i64>,
-    api_key_id: Option<i64>,
+    user_id: Option<UserId>,
+    api_key_id: Option<ApiKeyId>,
     verb: &str,
     dump_id: Option<DumpId>,
     detail: &str,
@@ -637,14 +551,17 @@ pub async fn recent_actions<'c>(
 
 // ---------------------------------------------------------------- login throttling
 
+/// Until when `key` is locked out, if it is.
 pub async fn locked_until<'c>(
     ex: impl SqliteExecutor<'c>,
     key: &str,
-) -> sqlx::Result<Option<(i64, Option<String>)>> {
-    sqlx::query_as("SELECT failures, locked_until FROM login_failures WHERE key = ?")
-        .bind(key)
-        .fetch_optional(ex)
-        .await
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    let until: Option<Option<OffsetDateTime>> =
+        sqlx::query_scalar("SELECT locked_until FROM login_failures WHERE key = ?")
+            .bind(key)
+            .fetch_optional(ex)
+            .await?;
+    Ok(until.flatten())
 }
 
 /// Count one more failure; returns the new count.

@@ -1,54 +1,62 @@
 //! The dump registry: records of the dumps, the rules over them (DESIGN §3),
 //! users, API keys and the action history, in SQLite.
 //!
-//! `db` holds the SQL, `service` the rules, `jobs` the background worker that
-//! runs the archive engine for each new dump.
+//! `db` holds the SQL (the only SQL of the crate, with `schedules` and
+//! `verifications` for their tables), `service` the rules; the background
+//! worker that runs the archive engine lives outside, in `worker`.
 
-pub mod db;
-pub mod jobs;
+pub mod accounts;
+mod db;
+mod files;
+pub mod records;
+mod schedules;
 pub mod service;
 pub mod space;
 pub mod types;
+mod verifications;
 
-pub use db::{Dump, DumpFilter};
-pub use jobs::{Archiver, Worker};
-pub use service::{Actor, Registry};
-pub use types::{Checksum, DumpId, DumpStatus, OptionSet, Password, Username};
+pub use accounts::Login;
+pub use files::unique_pattern;
+pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, Schedule, User};
+pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
+pub use types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, UserId, Username};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 /// Migrations embedded in the binary, applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Current time as stored: RFC 3339 UTC with microseconds, which sorts as text.
-pub fn now() -> String {
-    format_time(OffsetDateTime::now_utc())
+/// How timestamps are stored: RFC 3339 in UTC with exactly six fractional
+/// digits, so that text order is time order.
+const STORED: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// A timestamp in its stored form.
+pub(crate) fn stamp(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(STORED)
+        .expect("a UTC time of years 0 to 9999 formats")
 }
 
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+/// The current time in its stored form.
+pub(crate) fn now() -> String {
+    stamp(OffsetDateTime::now_utc())
 }
 
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// `2025-02-03 17:53:09 UTC`, for pages.
-pub fn display_time(s: &str) -> String {
-    match parse_time(s) {
-        Some(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        None => s.to_string(),
-    }
+/// `2025-02-03 17:53:09 UTC`, for pages and logs.
+pub fn display_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 #[cfg(test)]
@@ -56,12 +64,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_round_trip_and_sort() {
-        let a = now();
-        let b = now();
-        assert!(a <= b);
-        assert!(parse_time(&a).is_some());
-        assert!(display_time(&a).ends_with(" UTC"));
+    fn stored_times_sort_as_text() {
+        let whole = time::macros::datetime!(2025-02-03 17:53:09 UTC);
+        let later = whole + time::Duration::microseconds(1);
+        let (a, b) = (stamp(whole), stamp(later));
+        assert_eq!(a, "2025-02-03T17:53:09.000000Z");
+        assert_eq!(b, "2025-02-03T17:53:09.000001Z");
+        assert!(a < b);
+        let parsed = OffsetDateTime::parse(&b, &time::format_description::well_known::Rfc3339);
+        assert_eq!(parsed.unwrap(), later);
+        assert_eq!(display_time(later), "2025-02-03 17:53:09 UTC");
+    }
+
+    /// Rows written with variable fractional digits become fixed-width, and
+    /// the rules dropped for the conversion are back.
+    #[tokio::test]
+    async fn old_timestamps_are_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("r.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0001_registry.sql"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO dumps (created_at, processed_at, status, with_data, with_storages, \
+             deprecated, filename, size, checksum, purged_at) VALUES \
+             ('2025-02-03T17:53:09Z', '2025-02-03T17:53:09.5Z', 'processed', 1, 0, 1, 'a', 1, ?, \
+              '2025-02-03T17:53:10.123456Z')",
+        )
+        .bind("c".repeat(128))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../migrations/0002_fixed_width_timestamps.sql"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let row: (String, String, String) =
+            sqlx::query_as("SELECT created_at, processed_at, purged_at FROM dumps")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            row,
+            (
+                "2025-02-03T17:53:09.000000Z".into(),
+                "2025-02-03T17:53:09.500000Z".into(),
+                "2025-02-03T17:53:10.123456Z".into()
+            )
+        );
+        let changed = sqlx::query("UPDATE dumps SET created_at = 'x'")
+            .execute(&pool)
+            .await;
+        assert!(changed.is_err(), "identity rule restored");
+        let unpurged = sqlx::query("UPDATE dumps SET purged_at = NULL")
+            .execute(&pool)
+            .await;
+        assert!(unpurged.is_err(), "purge rule restored");
     }
 
     /// The schema holds the rules SQL can express; migrating twice is a no-op.

@@ -2,6 +2,43 @@
 
 use std::path::Path;
 
+use crate::Config;
+use crate::error::{Error, Result};
+
+/// What a new dump of everything may need, against the free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceEstimate {
+    /// The application database plus the storages, uncompressed.
+    pub needed: u64,
+    /// Free bytes where dumps are written; `None` when unknown.
+    pub free: Option<u64>,
+}
+
+impl SpaceEstimate {
+    /// Unknown free space is not a reason to refuse.
+    pub fn enough(&self) -> bool {
+        self.free.is_none_or(|f| f >= self.needed)
+    }
+}
+
+/// Estimate the space a new dump needs (walks the storages off the async threads).
+pub async fn estimate(config: std::sync::Arc<Config>) -> Result<SpaceEstimate> {
+    tokio::task::spawn_blocking(move || {
+        let data = config
+            .data_database()
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        let storages: u64 = config.storages.paths.iter().map(|p| tree_size(p)).sum();
+        SpaceEstimate {
+            needed: data + storages,
+            free: free_bytes(&config.dump.path),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("space estimate: {e}")))
+}
+
 /// Bytes available to unprivileged users on the file system holding `path`
 /// (or its nearest existing ancestor).
 pub fn free_bytes(path: &Path) -> Option<u64> {

@@ -7,8 +7,9 @@ use std::str::FromStr;
 use serde::Serialize;
 
 /// Primary key of a dump record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type)]
 #[serde(transparent)]
+#[sqlx(transparent)]
 pub struct DumpId(i64);
 
 impl DumpId {
@@ -38,6 +39,48 @@ impl fmt::Display for DumpId {
         self.0.fmt(f)
     }
 }
+
+/// Primary key of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct UserId(i64);
+
+/// Primary key of an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct ApiKeyId(i64);
+
+macro_rules! plain_id {
+    ($t:ident, $what:literal) => {
+        impl $t {
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+        impl From<i64> for $t {
+            fn from(id: i64) -> Self {
+                $t(id)
+            }
+        }
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.parse::<i64>() {
+                    Ok(n) if n > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok($t(n)),
+                    _ => Err(format!("{s:?} is not {}", $what)),
+                }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+plain_id!(UserId, "a user id");
+plain_id!(ApiKeyId, "an API key id");
 
 /// `created` → `pending` → `processed` | `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

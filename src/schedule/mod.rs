@@ -8,9 +8,6 @@
 //! active), it gets one. So a service that was down runs a missed due time
 //! once at start-up, not once per missed time.
 
-pub mod cli;
-pub mod db;
-
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +17,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
-use crate::registry::{DumpId, OptionSet, Registry, format_time, parse_time};
-
-pub use db::ScheduleRow;
+use crate::error::{Error, Result, error_line};
+use crate::registry::{DumpId, OptionSet, Registry, Schedule};
 
 /// The current time; tests pass their own.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -74,7 +69,7 @@ impl Plan {
                 utc.with_timezone(&self.tz).format("%Y-%m-%d %H:%M"),
                 self.tz.name()
             ),
-            None => format_time(t),
+            None => crate::registry::display_time(t),
         }
     }
 }
@@ -155,7 +150,7 @@ impl Scheduler {
     /// yet its dump. Another instance may win a due time: it is then skipped.
     pub async fn tick(&self, now: OffsetDateTime) -> Result<Vec<ScheduledRun>> {
         let mut created = Vec::new();
-        for s in db::list(self.registry.pool()).await? {
+        for s in self.registry.schedules().await? {
             if !s.enabled {
                 continue;
             }
@@ -169,13 +164,12 @@ impl Scheduler {
             let Some(due) = plan.latest_due(now) else {
                 continue;
             };
-            let active_since = parse_time(&s.active_since);
-            let last = s.last_due_at.as_deref().and_then(parse_time);
-            if active_since.is_some_and(|a| due < a) || last.is_some_and(|l| due <= l) {
+            if due < s.active_since || s.last_due_at.is_some_and(|l| due <= l) {
                 continue;
             }
-            if let Some(dump) = self.create_run(&s, due).await? {
-                tracing::info!(schedule = s.id, dump = %dump, due = %format_time(due), "scheduled dump created");
+            let set = s.option_set().map_err(Error::Usage)?;
+            if let Some(dump) = self.registry.create_scheduled_dump(s.id, set, due).await? {
+                tracing::info!(schedule = s.id, dump = %dump, due = %due, "scheduled dump created");
                 created.push(ScheduledRun {
                     schedule_id: s.id,
                     due,
@@ -186,33 +180,9 @@ impl Scheduler {
         Ok(created)
     }
 
-    async fn create_run(&self, s: &ScheduleRow, due: OffsetDateTime) -> Result<Option<DumpId>> {
-        let set = s.option_set().map_err(Error::Usage)?;
-        let mut tx = self.registry.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let now = crate::registry::now();
-        let Some(run) = db::claim_due(&mut *tx, s.id, &format_time(due), &now).await? else {
-            return Ok(None);
-        };
-        let dump = crate::registry::db::insert_dump(&mut *tx, set, None, &now).await?;
-        db::set_run_dump(&mut *tx, run, dump).await?;
-        crate::registry::db::insert_action(
-            &mut *tx,
-            None,
-            None,
-            "created",
-            Some(dump),
-            &format!("{} (schedule {})", set.label(), s.id),
-            &now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.registry.wake().notify_one();
-        Ok(Some(dump))
-    }
-
     /// How long until the next due time of an enabled schedule, at most `MAX_SLEEP`.
     async fn sleep_time(&self, now: OffsetDateTime) -> Duration {
-        let Ok(schedules) = db::list(self.registry.pool()).await else {
+        let Ok(schedules) = self.registry.schedules().await else {
             return MAX_SLEEP;
         };
         schedules
@@ -235,7 +205,7 @@ impl Scheduler {
         loop {
             let now = (self.clock)();
             if let Err(e) = self.tick(now).await {
-                tracing::error!("scheduler: {}", crate::cli::error_line(&e));
+                tracing::error!("scheduler: {}", error_line(&e));
             }
             let wait = self.sleep_time((self.clock)()).await;
             tokio::select! {
@@ -249,7 +219,7 @@ impl Scheduler {
 /// A schedule as pages and the CLI show it.
 #[derive(Debug, Clone)]
 pub struct ScheduleView {
-    pub row: ScheduleRow,
+    pub row: Schedule,
     /// Next due time, in the schedule's time zone (`—` when disabled).
     pub next_run: String,
     pub last_run: String,
@@ -259,7 +229,7 @@ pub struct ScheduleView {
 }
 
 impl ScheduleView {
-    pub fn new(row: ScheduleRow, now: OffsetDateTime) -> Self {
+    pub fn new(row: Schedule, now: OffsetDateTime) -> Self {
         let plan = Plan::new(&row.cron, &row.timezone).ok();
         let next_run = match (&plan, row.enabled) {
             (Some(p), true) => p
@@ -269,7 +239,7 @@ impl ScheduleView {
             (None, _) => "invalid schedule".into(),
             (_, false) => "— (disabled)".into(),
         };
-        let last_run = match (&plan, row.last_due_at.as_deref().and_then(parse_time)) {
+        let last_run = match (&plan, row.last_due_at) {
             (Some(p), Some(t)) => p.local_display(t),
             _ => "never".into(),
         };
@@ -311,36 +281,34 @@ pub fn spawn_tasks(
     ]
 }
 
-/// Add a schedule after checking it.
+/// Add a schedule after checking its expression and time zone.
 pub async fn add(registry: &Registry, new: NewSchedule) -> Result<i64> {
     let new = new.validated()?;
-    Ok(db::insert(registry.pool(), &new, &crate::registry::now()).await?)
-}
-
-/// Remove a schedule; its past runs stay (they mark their dumps as scheduled).
-pub async fn remove(registry: &Registry, id: i64) -> Result<()> {
-    if !db::delete(registry.pool(), id).await? {
-        return Err(Error::Usage(format!("no schedule {id}")));
-    }
-    Ok(())
-}
-
-/// Enable or disable a schedule. Enabling starts it afresh: due times that
-/// passed while it was disabled are not run.
-pub async fn set_enabled(registry: &Registry, id: i64, enabled: bool) -> Result<()> {
-    if !db::set_enabled(registry.pool(), id, enabled, &crate::registry::now()).await? {
-        return Err(Error::Usage(format!("no schedule {id}")));
-    }
-    Ok(())
+    registry
+        .insert_schedule(&new.cron, new.set, &new.timezone, new.enabled)
+        .await
 }
 
 /// Every schedule, with its next run, last run and last outcome.
 pub async fn views(registry: &Registry, now: OffsetDateTime) -> Result<Vec<ScheduleView>> {
-    Ok(db::list(registry.pool())
+    Ok(registry
+        .schedules()
         .await?
         .into_iter()
         .map(|row| ScheduleView::new(row, now))
         .collect())
+}
+
+/// One schedule, shown as `views` shows it.
+pub async fn view(
+    registry: &Registry,
+    id: i64,
+    now: OffsetDateTime,
+) -> Result<Option<ScheduleView>> {
+    Ok(registry
+        .schedule(id)
+        .await?
+        .map(|row| ScheduleView::new(row, now)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::Config;
-use crate::registry::{DumpStatus, Worker};
+use crate::registry::DumpStatus;
+use crate::worker::Worker;
 
 /// A site with one storage and a registry, in a temporary directory.
 fn site() -> (tempfile::TempDir, Config) {
@@ -116,7 +117,7 @@ async fn a_schedule_due_every_minute_creates_and_processes_a_dump_within_the_min
     let worker = Worker::new(
         registry.clone(),
         Arc::new(config.clone()),
-        crate::registry::jobs::engine(),
+        crate::worker::engine(),
         CancellationToken::new(),
     );
     assert_eq!(worker.run_once().await.unwrap(), Some(runs[0].dump));
@@ -182,7 +183,7 @@ async fn two_instances_on_one_registry_create_one_dump_per_due_time() {
         assert_eq!(made, usize::from(offset == 0));
     }
     assert_eq!(dump_count(&a).await, 1);
-    let runs = db::runs(a.pool()).await.unwrap();
+    let runs = a.schedule_runs().await.unwrap();
     assert_eq!(runs.len(), 1);
     assert!(runs[0].2.is_some());
 }
@@ -193,21 +194,21 @@ async fn disabled_schedules_wait_and_enabling_skips_the_missed_times() {
     let registry = Registry::open(&config).await.unwrap();
     let start = OffsetDateTime::now_utc();
     let id = add_every_minute(&registry).await;
-    set_enabled(&registry, id, false).await.unwrap();
+    registry.set_schedule_enabled(id, false).await.unwrap();
     let scheduler = Scheduler::new(registry.clone(), fixed(start));
     let later = start + Duration::minutes(3);
     assert!(scheduler.tick(later).await.unwrap().is_empty());
     // Enabled again: the times missed while disabled are not run.
     let before = OffsetDateTime::now_utc();
-    set_enabled(&registry, id, true).await.unwrap();
+    registry.set_schedule_enabled(id, true).await.unwrap();
     let due_before = Plan::new("* * * * *", "UTC")
         .unwrap()
         .latest_due(before)
         .unwrap();
     assert!(scheduler.tick(due_before).await.unwrap().is_empty());
     assert_eq!(dump_count(&registry).await, 0);
-    assert!(remove(&registry, id).await.is_ok());
-    assert!(remove(&registry, id).await.is_err());
+    assert!(registry.remove_schedule(id).await.is_ok());
+    assert!(registry.remove_schedule(id).await.is_err());
 }
 
 #[tokio::test]

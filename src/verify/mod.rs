@@ -5,8 +5,6 @@
 //! and a fresh dump of its option set is queued at once.
 
 pub mod archive;
-pub mod cli;
-pub mod db;
 
 use std::time::Duration;
 
@@ -14,8 +12,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
-use crate::registry::{Actor, DumpId, DumpStatus, Registry, format_time, now};
+use crate::error::{Error, Result, error_line};
+use crate::registry::{Actor, DumpId, DumpStatus, Registry};
 
 /// How often available dumps are re-verified; `None`: never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +116,7 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
     let size = dump.size.map(|s| s.max(0) as u64);
     let verdict = tokio::task::spawn_blocking(move || archive::verify(&path, &checksum, size))
         .await
-        .map_err(|e| Error::Usage(format!("the verification stopped unexpectedly: {e}")))?;
+        .map_err(|e| Error::Internal(format!("the verification stopped unexpectedly: {e}")))?;
     let problem = verdict.message();
     if problem.is_some() {
         // A purge while the file was read explains a missing file: that is
@@ -130,13 +128,15 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
             )));
         }
     }
-    record(registry, id, problem.as_deref(), actor).await?;
+    registry
+        .record_verification(id, problem.as_deref(), actor)
+        .await?;
     let mut replacement = None;
     if let Some(problem) = &problem {
         tracing::error!(dump = %id, "archive verification failed: {problem}");
         registry.notifier().verification_failed(&dump, problem);
         let set = dump.option_set();
-        if dump.is_available() && !db::in_flight(registry.pool(), set).await? {
+        if dump.is_available() && !registry.dump_in_flight(set).await? {
             let new = registry.create_dump(set, Actor::System).await?;
             tracing::warn!(dump = %id, replacement = %new, "a fresh dump replaces the corrupt one");
             replacement = Some(new);
@@ -152,30 +152,6 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
     })
 }
 
-async fn record(
-    registry: &Registry,
-    id: DumpId,
-    problem: Option<&str>,
-    actor: Actor,
-) -> Result<()> {
-    let (user, key) = match actor {
-        Actor::User(u) => (Some(u), None),
-        Actor::ApiKey(k) => (None, Some(k)),
-        Actor::System => (None, None),
-    };
-    let detail = match problem {
-        None => "good".to_string(),
-        Some(p) => format!("corrupt: {p}"),
-    };
-    let now = now();
-    let mut tx = registry.pool().begin_with("BEGIN IMMEDIATE").await?;
-    db::insert(&mut *tx, id, problem, &now).await?;
-    crate::registry::db::insert_action(&mut *tx, user, key, "verified", Some(id), &detail, &now)
-        .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// Verify the dumps `diskette verify` names: one, every stored one (`all`),
 /// or by default the available ones.
 pub async fn verify_selected(
@@ -185,7 +161,7 @@ pub async fn verify_selected(
 ) -> Result<Vec<Report>> {
     let ids = match id {
         Some(id) => vec![id],
-        None => db::stored(registry.pool(), !all).await?,
+        None => registry.stored_dumps(!all).await?,
     };
     let mut reports = Vec::new();
     for id in ids {
@@ -200,9 +176,8 @@ pub async fn verify_due(
     every: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<Report>> {
-    let before = now - every;
     let mut reports = Vec::new();
-    for id in db::due(registry.pool(), &format_time(before)).await? {
+    for id in registry.verification_due(now - every).await? {
         match verify_dump(registry, id, Actor::System).await {
             Ok(r) => reports.push(r),
             // Deprecated or purged meanwhile: nothing left to check.
@@ -224,7 +199,7 @@ pub async fn run_periodic(registry: Registry, every: Every, shutdown: Cancellati
         tokio::select! {
             r = verify_due(&registry, every, OffsetDateTime::now_utc()) => {
                 if let Err(e) = r {
-                    tracing::error!("periodic verification: {}", crate::cli::error_line(&e));
+                    tracing::error!("periodic verification: {}", error_line(&e));
                 }
             }
             _ = shutdown.cancelled() => break,

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::Config;
-use crate::registry::{OptionSet, Worker};
+use crate::registry::OptionSet;
+use crate::worker::Worker;
 
 const MANIFEST_JSON: &str = r#"{"version": "0.1.0", "creation": "2025-01-01T12:00:00", "datas": ["data/blog.json"], "storages": ["media"]}"#;
 
@@ -175,7 +176,7 @@ fn worker(registry: &Registry, config: &Config) -> Worker {
     Worker::new(
         registry.clone(),
         Arc::new(config.clone()),
-        crate::registry::jobs::engine(),
+        crate::worker::engine(),
         CancellationToken::new(),
     )
 }

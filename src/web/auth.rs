@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use super::AppState;
 use super::error::{WebError, WebResult};
 use super::pages::{Ctx, NavUser};
-use crate::registry::db::User;
+use crate::registry::{Actor, User, UserId};
 
 const AUTH_KEY: &str = "auth";
 const CSRF_KEY: &str = "csrf";
@@ -25,13 +25,14 @@ pub const FORM_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionAuth {
     user_id: i64,
-    authenticated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    authenticated_at: time::OffsetDateTime,
 }
 
 async fn session_of(parts: &mut Parts, state: &AppState) -> WebResult<Session> {
     Session::from_request_parts(parts, state)
         .await
-        .map_err(|(_, m)| WebError::Internal(crate::Error::Usage(m.to_string())))
+        .map_err(|(_, m)| WebError::Internal(crate::Error::Internal(m.to_string())))
 }
 
 /// The session's CSRF token, created on first use.
@@ -48,8 +49,8 @@ pub async fn csrf_token(session: &Session) -> WebResult<String> {
 pub async fn login(session: &Session, user: &User) -> WebResult<()> {
     session.cycle_id().await?;
     let auth = SessionAuth {
-        user_id: user.id,
-        authenticated_at: crate::registry::now(),
+        user_id: user.id.get(),
+        authenticated_at: time::OffsetDateTime::now_utc(),
     };
     session.insert(AUTH_KEY, &auth).await?;
     session
@@ -63,13 +64,15 @@ async fn session_user(session: &Session, state: &AppState) -> WebResult<Option<U
     let Some(auth) = session.get::<SessionAuth>(AUTH_KEY).await? else {
         return Ok(None);
     };
-    let fresh = crate::registry::parse_time(&auth.authenticated_at)
-        .is_some_and(|t| time::OffsetDateTime::now_utc() - t < ABSOLUTE_LIFETIME);
+    let fresh = time::OffsetDateTime::now_utc() - auth.authenticated_at < ABSOLUTE_LIFETIME;
     if !fresh {
         session.flush().await?;
         return Ok(None);
     }
-    Ok(state.registry.user_by_id(auth.user_id).await?)
+    Ok(state
+        .registry
+        .user_by_id(UserId::from(auth.user_id))
+        .await?)
 }
 
 /// An optional login, for the login page itself.
@@ -105,8 +108,8 @@ impl Staff {
         })
     }
 
-    pub fn actor(&self) -> crate::registry::Actor {
-        crate::registry::Actor::User(self.user.id)
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.user.id)
     }
 }
 
@@ -205,56 +208,3 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for CsrfForm<T>
 /// A form with nothing but its CSRF token (logout, deprecate).
 #[derive(Deserialize)]
 pub struct NoFields {}
-
-/// Only same-site relative paths are followed after login.
-pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.chars().any(|c| c.is_control() || c == '\\') =>
-        {
-            n.to_string()
-        }
-        _ => "/dumps".to_string(),
-    }
-}
-
-/// Percent-encode a query component.
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_is_relative_only() {
-        assert_eq!(safe_next(Some("/dumps/3?x=1")), "/dumps/3?x=1");
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/\\evil",
-            "javascript:alert(1)",
-            "",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/dumps", "{bad}");
-        }
-        assert_eq!(safe_next(None), "/dumps");
-    }
-
-    #[test]
-    fn components_are_encoded() {
-        assert_eq!(encode_component("/dumps?a=1&b"), "/dumps%3Fa%3D1%26b");
-    }
-}

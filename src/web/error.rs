@@ -34,28 +34,23 @@ pub type WebResult<T> = Result<T, WebError>;
 impl From<Error> for WebError {
     fn from(e: Error) -> Self {
         match e {
-            // Refusals of the service layer are the user's to read.
+            // Refusals of the service layer are the user's to read; anything
+            // else is ours, shown only as a request id.
             Error::Usage(message) => WebError::BadRequest(message),
             other => WebError::Internal(other),
         }
     }
 }
 
-impl From<sqlx::Error> for WebError {
-    fn from(e: sqlx::Error) -> Self {
-        WebError::Internal(Error::Registry(e))
-    }
-}
-
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
-        WebError::Internal(Error::Usage(format!("template: {e}")))
+        WebError::Internal(Error::Internal(format!("template: {e}")))
     }
 }
 
 impl From<tower_sessions::session::Error> for WebError {
     fn from(e: tower_sessions::session::Error) -> Self {
-        WebError::Internal(Error::Usage(format!("session: {e}")))
+        WebError::Internal(Error::Internal(format!("session: {e}")))
     }
 }
 
@@ -63,7 +58,7 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, message) = match self {
             WebError::LoginRequired { next } => {
-                let target = format!("/login?next={}", super::auth::encode_component(&next));
+                let target = format!("/login?next={}", super::url::encode_component(&next));
                 return Redirect::to(&target).into_response();
             }
             WebError::Unauthorized => {
@@ -87,7 +82,7 @@ impl IntoResponse for WebError {
             WebError::BadRequest(message) => (StatusCode::BAD_REQUEST, "Refused", message),
             WebError::Internal(e) => {
                 let request_id = crate::users::random_token(8);
-                tracing::error!(%request_id, "internal error: {}", crate::cli::error_line(&e));
+                tracing::error!(%request_id, "internal error: {}", crate::error::error_line(&e));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Server error",
@@ -109,5 +104,36 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(_) => (status, format!("{title}: {message}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(res: Response) -> String {
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_show_their_text_and_internal_failures_only_an_id() {
+        let refused = WebError::from(Error::Usage("a key name is 1 to 200 characters".into()));
+        let res = refused.into_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(res)
+                .await
+                .contains("a key name is 1 to 200 characters")
+        );
+
+        let internal = WebError::from(Error::Internal("password hashing failed: panic".into()));
+        let res = internal.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = body(res).await;
+        assert!(text.contains("Request id: "), "{text}");
+        assert!(!text.contains("hashing"), "{text}");
     }
 }

@@ -5,11 +5,10 @@
 //! then waits for the running jobs so the registry is left consistent.
 
 pub mod auth;
-pub mod cli;
-pub mod client;
 pub mod error;
 pub mod pages;
 mod routes;
+pub mod url;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +26,8 @@ use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::Config;
 use crate::error::{Error, Result};
-use crate::registry::{Archiver, Registry, Worker};
+use crate::registry::Registry;
+use crate::worker::{Archiver, Worker};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
@@ -42,14 +42,13 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The whole application, with its layers.
 pub fn router(state: AppState, store: SqliteStore) -> Router {
-    let minutes = state.config.server.session_minutes.max(1) as i64;
     let sessions = SessionManagerLayer::new(store)
         .with_name("diskette_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.server.secure_cookies)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(minutes)));
+        .with_expiry(Expiry::OnInactivity(state.config.server.session_lifetime()));
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -90,8 +89,7 @@ impl Server {
                 "recovered the registry after an unclean stop"
             );
         }
-        let store = SqliteStore::new(registry.pool().clone());
-        store.migrate().await?;
+        let store = registry.session_store().await?;
         let addr = addr.unwrap_or(&config.server.addr).to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -167,45 +165,6 @@ impl Server {
             let _ = task.await;
         }
         served.map_err(|e| Error::io("serve", "listener", e))?;
-        jobs.map_err(|e| Error::Usage(format!("the job worker failed: {e}")))
-    }
-}
-
-/// `diskette serve`: build, log the address, run until SIGINT or SIGTERM.
-pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
-    let server = Server::build(config, addr, crate::registry::jobs::engine()).await?;
-    run_until_signal(server).await
-}
-
-/// Log the address, then serve until SIGINT or SIGTERM.
-pub async fn run_until_signal(server: Server) -> Result<()> {
-    tracing::info!("Diskette is serving on http://{}", server.local_addr());
-    let token = server.shutdown_token();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        token.cancel();
-        tracing::info!("shutting down: finishing requests, stopping jobs");
-    });
-    server.run().await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        jobs.map_err(|e| Error::Internal(format!("the job worker failed: {e}")))
     }
 }

@@ -3,8 +3,8 @@
 
 use askama::Template;
 
-use crate::registry::db::{Action, ApiKey, Dump, User};
 use crate::registry::display_time;
+use crate::registry::{Action, ApiKey, Dump, User};
 
 /// The user shown in the menu.
 #[derive(Debug, Clone)]
@@ -33,17 +33,15 @@ pub fn human_size(bytes: i64) -> String {
 /// Display helpers for templates.
 impl Dump {
     pub fn created(&self) -> String {
-        display_time(&self.created_at)
+        display_time(self.created_at)
     }
     pub fn processed(&self) -> String {
         self.processed_at
-            .as_deref()
             .map(display_time)
             .unwrap_or_else(|| "—".into())
     }
     pub fn purged(&self) -> String {
         self.purged_at
-            .as_deref()
             .map(display_time)
             .unwrap_or_else(|| "—".into())
     }
@@ -89,8 +87,8 @@ impl Dump {
     pub fn verification(&self) -> String {
         match (&self.verified_at, &self.verify_error) {
             (None, _) => "never".into(),
-            (Some(at), None) => format!("{}: good", display_time(at)),
-            (Some(at), Some(e)) => format!("{}: corrupt ({e})", display_time(at)),
+            (Some(at), None) => format!("{}: good", display_time(*at)),
+            (Some(at), Some(e)) => format!("{}: corrupt ({e})", display_time(*at)),
         }
     }
     /// The archive can be verified: it is on disk.
@@ -115,7 +113,6 @@ impl Dump {
 impl User {
     pub fn last_login(&self) -> String {
         self.last_login_at
-            .as_deref()
             .map(display_time)
             .unwrap_or_else(|| "never".into())
     }
@@ -123,11 +120,10 @@ impl User {
 
 impl ApiKey {
     pub fn created(&self) -> String {
-        display_time(&self.created_at)
+        display_time(self.created_at)
     }
     pub fn last_used(&self) -> String {
         self.last_used_at
-            .as_deref()
             .map(display_time)
             .unwrap_or_else(|| "never".into())
     }
@@ -138,7 +134,7 @@ impl ApiKey {
 
 impl Action {
     pub fn when(&self) -> String {
-        display_time(&self.at)
+        display_time(self.at)
     }
     pub fn who(&self) -> String {
         match (&self.username, &self.key_name) {

@@ -9,18 +9,16 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Expiry;
 
-use crate::registry::Password;
+use crate::registry::Login;
 use crate::web::AppState;
 use crate::web::auth::{self, CsrfForm, MaybeUser, NoFields};
 use crate::web::error::WebResult;
 use crate::web::pages::{Ctx, LoginPage};
+use crate::web::url;
 
-/// Failures before a username is locked out for a while (then doubling).
-const USER_LIMIT: i64 = 5;
-/// Failures before a client address is locked out for a while.
-const IP_LIMIT: i64 = 30;
-/// The same message whatever failed, so it tells nothing about the accounts.
+/// How long an anonymous session (the login form's token) lives unused.
 const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(30);
+/// The same message whatever failed, so it tells nothing about the accounts.
 const LOGIN_FAILED: &str = "Wrong username or password, or the account is not active.";
 const THROTTLED: &str = "Too many failed attempts. Wait a while before trying again.";
 
@@ -34,7 +32,7 @@ pub async fn login_page(
     maybe: MaybeUser,
     Query(q): Query<NextQuery>,
 ) -> WebResult<Response> {
-    let next = auth::safe_next(q.next.as_deref());
+    let next = url::safe_next(q.next.as_deref());
     if maybe.user.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
@@ -79,46 +77,28 @@ pub async fn login(
     maybe: MaybeUser,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> WebResult<Response> {
-    let next = auth::safe_next(form.next.as_deref());
+    let next = url::safe_next(form.next.as_deref());
     let username = form.username.trim().to_string();
-    let user_key = format!("user:{}", username.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
-    let registry = &state.registry;
-    if registry
-        .login_locked(&[user_key.clone(), ip_key.clone()])
+    match state
+        .registry
+        .login(&username, form.password, peer.ip())
         .await?
     {
-        tracing::warn!(%username, ip = %peer.ip(), "login refused: throttled");
-        return render(
-            &maybe,
-            username,
-            next,
-            Some(THROTTLED),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
-        .await;
-    }
-    let user = match Password::new(form.password) {
-        Ok(password) => registry.authenticate(&username, &password).await?,
-        Err(_) => None,
-    };
-    match user.filter(|u| u.is_active) {
-        Some(user) => {
-            registry.login_succeeded(&user_key).await?;
-            registry.touch_login(user.id).await?;
+        Login::LoggedIn(user) => {
             auth::login(&maybe.session, &user).await?;
             // A logged-in session gets the configured idle lifetime.
-            let minutes = state.config.server.session_minutes.max(1) as i64;
-            maybe
-                .session
-                .set_expiry(Some(Expiry::OnInactivity(time::Duration::minutes(minutes))));
+            maybe.session.set_expiry(Some(Expiry::OnInactivity(
+                state.config.server.session_lifetime(),
+            )));
             tracing::info!(username = %user.username, "logged in");
             Ok(Redirect::to(&next).into_response())
         }
-        None => {
-            registry
-                .login_failed(&[(user_key, USER_LIMIT), (ip_key, IP_LIMIT)])
-                .await?;
+        Login::Throttled => {
+            tracing::warn!(%username, ip = %peer.ip(), "login refused: throttled");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            render(&maybe, username, next, Some(THROTTLED), status).await
+        }
+        Login::Refused => {
             tracing::warn!(%username, ip = %peer.ip(), "login failed");
             render(&maybe, username, next, Some(LOGIN_FAILED), StatusCode::OK).await
         }

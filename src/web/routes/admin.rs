@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::parse_id;
-use crate::registry::{Password, Username};
+use crate::registry::{ApiKeyId, Password, UserId, Username};
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, NoFields, Staff, Superuser};
 use crate::web::error::{WebError, WebResult};
@@ -56,7 +56,7 @@ pub async fn deprecate_api_key(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
-    let id: i64 = parse_id(&id)?;
+    let id: ApiKeyId = parse_id(&id)?;
     state.registry.deprecate_api_key(id).await?;
     Ok(Redirect::to("/api-keys").into_response())
 }
@@ -112,7 +112,7 @@ pub async fn user_flags(
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<FlagsForm>,
 ) -> WebResult<Response> {
-    let id: i64 = parse_id(&id)?;
+    let id: UserId = parse_id(&id)?;
     let user = state
         .registry
         .user_by_id(id)
@@ -123,14 +123,9 @@ pub async fn user_flags(
         form.is_staff.is_some(),
         form.is_superuser.is_some(),
     );
-    if id == staff.user.id && !(active && is_staff && superuser) {
-        return Err(WebError::BadRequest(
-            "you cannot remove your own access; ask another superuser".into(),
-        ));
-    }
     state
         .registry
-        .set_user_flags(id, active, is_staff, superuser)
+        .set_user_flags(staff.actor(), id, active, is_staff, superuser)
         .await?;
     staff
         .session
@@ -150,7 +145,7 @@ pub async fn user_password(
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> WebResult<Response> {
-    let id: i64 = parse_id(&id)?;
+    let id: UserId = parse_id(&id)?;
     let user = state
         .registry
         .user_by_id(id)

@@ -15,8 +15,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::parse_id;
-use crate::registry::db::Dump;
-use crate::registry::{Actor, DumpId, OptionSet};
+use crate::registry::{Actor, Dump, DumpId, OptionSet};
 use crate::web::AppState;
 use crate::web::auth::Staff;
 use crate::web::error::{WebError, WebResult};

@@ -12,9 +12,10 @@ use super::parse_id;
 use crate::registry::space;
 use crate::registry::{DumpFilter, DumpId, DumpStatus, OptionSet};
 use crate::web::AppState;
-use crate::web::auth::{CsrfForm, NoFields, Staff, encode_component};
+use crate::web::auth::{CsrfForm, NoFields, Staff};
 use crate::web::error::{WebError, WebResult};
 use crate::web::pages::{Choice, Contents, DumpDetailPage, DumpListPage, NewDumpPage, human_size};
+use crate::web::url::encode_component;
 
 const PAGE_SIZE: i64 = 25;
 const FLASH_KEY: &str = "flash";
@@ -115,23 +116,7 @@ async fn new_dump_page(
     state: &AppState,
     error: Option<String>,
 ) -> WebResult<NewDumpPage> {
-    let config = state.config.clone();
-    let (needed, free) = tokio::task::spawn_blocking(move || {
-        let data = config
-            .data_database()
-            .ok()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
-        let storages: u64 = config
-            .storages
-            .paths
-            .iter()
-            .map(|p| space::tree_size(p))
-            .sum();
-        (data + storages, space::free_bytes(&config.dump.path))
-    })
-    .await
-    .map_err(|e| WebError::Internal(crate::Error::Usage(format!("space estimate: {e}"))))?;
+    let space = space::estimate(state.config.clone()).await?;
     let config = &state.config;
     let apps = config
         .apps
@@ -158,11 +143,12 @@ async fn new_dump_page(
     Ok(NewDumpPage {
         ctx: staff.ctx().await?,
         contents: Contents { apps, storages },
-        needed: human_size(needed as i64),
-        free: free
+        needed: human_size(space.needed as i64),
+        free: space
+            .free
             .map(|f| human_size(f as i64))
             .unwrap_or_else(|| "unknown".into()),
-        enough_space: free.is_none_or(|f| f >= needed),
+        enough_space: space.enough(),
         error,
     })
 }

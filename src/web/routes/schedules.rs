@@ -122,7 +122,7 @@ pub async fn enable(
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
     change(&staff, &id, async |id| {
-        schedule::set_enabled(&state.registry, id, true).await?;
+        state.registry.set_schedule_enabled(id, true).await?;
         Ok(format!("Schedule {id} enabled."))
     })
     .await
@@ -135,7 +135,7 @@ pub async fn disable(
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
     change(&staff, &id, async |id| {
-        schedule::set_enabled(&state.registry, id, false).await?;
+        state.registry.set_schedule_enabled(id, false).await?;
         Ok(format!("Schedule {id} disabled."))
     })
     .await
@@ -148,7 +148,7 @@ pub async fn remove(
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> WebResult<Response> {
     change(&staff, &id, async |id| {
-        schedule::remove(&state.registry, id).await?;
+        state.registry.remove_schedule(id).await?;
         Ok(format!("Schedule {id} removed; the dumps it made stay."))
     })
     .await

@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::parse_id;
-use crate::registry::DumpId;
-use crate::registry::db::Dump;
+use crate::registry::{Dump, DumpId};
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, NoFields, Staff};
 use crate::web::error::{WebResult, error_page};

@@ -41,7 +41,7 @@ SITE_ID = 1
 MEDIA_ROOT = BASE_DIR / "media"
 
 # Diskette: the same application definitions as the reference archives in
-# shared/fixtures/diskette-0.6.0 (sites and auth with natural foreign keys).
+# tests/fixtures/diskette-0.6.0 (sites and auth with natural foreign keys).
 DISKETTE_ADMIN_ENABLED = False
 DISKETTE_APPS = [
     ["django.contrib.sites", {"natural_foreign": True, "models": ["sites"]}],

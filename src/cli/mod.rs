@@ -1,0 +1,257 @@
+//! Command-line interface: every command, its parsing and its output. Every
+//! command prints one clear error line and exits non-zero on failure.
+//!
+//! `registry`: `user`, `key` and `dump --save`; `server`: `load --server`;
+//! `serve`: `serve` and `demo`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod registry;
+pub mod schedule;
+pub mod serve;
+pub mod server;
+pub mod verify;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::progress::{Console, Progress};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "diskette",
+    version,
+    about = "Archive an application's data and media into one tar.gz, keep a registry of dumps, restore them elsewhere",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file (default: $DISKETTE_CONFIG, then ./diskette.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print only errors, warnings and results
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write an archive of the application data and the storages
+    Dump(DumpArgs),
+    /// Restore an archive (a file, an http(s) URL, or the service's latest dump)
+    Load(LoadArgs),
+    /// Show the application definitions and the tables each one covers
+    Apps,
+    /// Serve the web admin and the API
+    Serve {
+        /// Listen address, HOST:PORT (default: [server] addr)
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+    /// Create a demo workspace (once) and an admin user, then serve it
+    Demo {
+        /// Workspace directory
+        #[arg(long, default_value = "demo", value_name = "DIR")]
+        dir: PathBuf,
+        /// Listen address, HOST:PORT
+        #[arg(long, default_value = "127.0.0.1:8000", value_name = "HOST:PORT")]
+        addr: String,
+    },
+    /// Manage the staff users of the web admin
+    #[command(subcommand)]
+    User(registry::UserCommand),
+    /// Manage the API keys of `load --server`
+    #[command(subcommand)]
+    Key(registry::KeyCommand),
+    /// Manage the schedules that create dumps
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Re-read stored archives against their checksum, gzip, tar and manifest
+    Verify(verify::VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Leave the application data out
+    #[arg(long)]
+    pub no_data: bool,
+    /// Leave the storages out
+    #[arg(long)]
+    pub no_storages: bool,
+    /// Ignore the storage exclude patterns
+    #[arg(long)]
+    pub no_storages_excludes: bool,
+    /// Directory to write the archive into (default: [dump] path)
+    #[arg(long, value_name = "DIR")]
+    pub destination: Option<PathBuf>,
+    /// File name pattern, with {features} and {date} (default: [dump] filename)
+    #[arg(long, value_name = "PATTERN")]
+    pub filename: Option<String>,
+    /// Validate everything and report what would be archived, without writing anything
+    #[arg(long)]
+    pub check: bool,
+    /// Register the archive in the dump registry, under its rules
+    #[arg(long, conflicts_with_all = ["check", "destination", "no_storages_excludes"])]
+    pub save: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Archive path or http(s) URL
+    #[arg(value_name = "ARCHIVE|URL", required_unless_present = "server")]
+    pub source: Option<String>,
+    /// Fetch the latest available dump from this Diskette server
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "source",
+        requires = "api_key"
+    )]
+    pub server: Option<String>,
+    /// API key for --server
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DISKETTE_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Do not load the data
+    #[arg(long)]
+    pub no_data: bool,
+    /// Do not restore the storages
+    #[arg(long)]
+    pub no_storages: bool,
+    /// Where storages are restored (default: [load] storages_basepath)
+    #[arg(long, value_name = "DIR")]
+    pub storages_basepath: Option<PathBuf>,
+    /// Skip this data file (its name in the archive, e.g. blog.json); repeatable
+    #[arg(long, value_name = "FILENAME")]
+    pub exclude_data: Vec<String>,
+    /// Expected BLAKE2b checksum (128 hex digits), verified before extraction; "no" to skip
+    #[arg(long, value_name = "HEX|no")]
+    pub checksum: Option<String>,
+    /// Keep a downloaded archive instead of deleting it after the load
+    #[arg(long)]
+    pub keep: bool,
+    /// Directory for downloaded archives (default: a temporary directory)
+    #[arg(long, value_name = "DIR")]
+    pub download_destination: Option<PathBuf>,
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Dump(args) => {
+            let config = Config::discover(cli.config.as_deref())?;
+            run_dump(&config, args, cli.quiet)
+        }
+        Command::Load(args) => {
+            let config = Config::discover(cli.config.as_deref())?;
+            run_load(&config, args, cli.quiet)
+        }
+        Command::Serve { addr } => {
+            let config = Config::discover(cli.config.as_deref())?;
+            serve::runtime()?.block_on(serve::serve(config, addr.as_deref()))
+        }
+        Command::Demo { dir, addr } => serve::runtime()?.block_on(serve::demo(&dir, Some(&addr))),
+        Command::User(cmd) => registry::user(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Key(cmd) => registry::key(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Schedule(cmd) => schedule::run(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Verify(args) => {
+            verify::run(&Config::discover(cli.config.as_deref())?, args, cli.quiet)
+        }
+        Command::Apps => {
+            let config = Config::discover(cli.config.as_deref())?;
+            let report = crate::apps::describe(&config)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
+    let opts = crate::dump::DumpOptions {
+        with_data: !args.no_data,
+        with_storages: !args.no_storages,
+        storages_excludes: !args.no_storages_excludes,
+        destination: args.destination,
+        filename: args.filename,
+        strict: false,
+    };
+    if args.save {
+        return registry::dump_and_save(config, &opts, quiet);
+    }
+    let console = Console::new(quiet);
+    if args.check {
+        let report = crate::dump::check(config, &opts, &console)?;
+        print!("{report}");
+        return Ok(());
+    }
+    let outcome = crate::dump::dump(config, &opts, &console)?;
+    console.finish();
+    console_log(
+        quiet,
+        &format!(
+            "Archive written: {} ({}, {} files)",
+            outcome.path.display(),
+            humansize::format_size(outcome.size, humansize::DECIMAL),
+            outcome.files
+        ),
+    );
+    // The checksum alone on stdout, so scripts can capture it.
+    println!("{}", outcome.checksum);
+    Ok(())
+}
+
+fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {
+    let checksum = match args.checksum.as_deref() {
+        None | Some("no") => None,
+        Some(hex) if crate::checksum::is_valid_hex(hex) => Some(hex.to_ascii_lowercase()),
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "--checksum: {other:?} is not 128 hexadecimal digits (or \"no\")"
+            )));
+        }
+    };
+    let opts = crate::load::LoadOptions {
+        source: args.source.unwrap_or_default(),
+        with_data: !args.no_data,
+        with_storages: !args.no_storages,
+        storages_basepath: args.storages_basepath,
+        exclude_data: args.exclude_data,
+        checksum,
+        keep: args.keep,
+        download_destination: args.download_destination,
+    };
+    let console = Console::new(quiet);
+    let report = match (&args.server, &args.api_key) {
+        (Some(server), Some(key)) => server::load_from_server(config, server, key, opts, &console)?,
+        _ => crate::load::load(config, &opts, &console)?,
+    };
+    console.finish();
+    console_log(quiet, &report.to_string());
+    Ok(())
+}
+
+fn console_log(quiet: bool, line: &str) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// Log to stderr; `RUST_LOG` refines it.
+pub fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        // A closed stderr must not turn every later log line into a panic.
+        .log_internal_errors(false)
+        .try_init();
+}

@@ -1,0 +1,191 @@
+//! The files of the dump directory: the names the worker writes, and the
+//! clean-up of what an interrupted process left behind.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::records::Dump;
+use super::types::DumpId;
+use crate::error::{Error, Result};
+
+/// `diskette{features}_{date}.tar.gz` → `diskette{features}_{date}_17.tar.gz`:
+/// two dumps of one set in the same second must not share a file.
+pub fn unique_pattern(pattern: &str, id: DumpId) -> String {
+    match pattern.strip_suffix(".tar.gz") {
+        Some(stem) => format!("{stem}_{id}.tar.gz"),
+        None => format!("{pattern}_{id}.tar.gz"),
+    }
+}
+
+pub(super) fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// True for what the engine writes before its final rename (see `dump::TEMP_PREFIX`).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with(crate::dump::TEMP_PREFIX)
+}
+
+/// Temporary files and directories can only be left by a dead process once
+/// no job runs: remove them from the dump directory.
+pub(super) fn remove_orphan_temp_files(dir: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        if !entry.file_name().to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+        } else {
+            remove_file_if_exists(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Whether `name` is the archive the job of `dump` writes: the configured
+/// pattern with the dump's id (see `unique_pattern`) and a date.
+fn is_archive_of(pattern: &str, dump: &Dump, name: &str) -> bool {
+    let features = crate::archive::filename::features(dump.with_data, dump.with_storages);
+    let expected = unique_pattern(pattern, dump.id).replace("{features}", features);
+    match expected.split("{date}").collect::<Vec<_>>().as_slice() {
+        [whole] => name == *whole,
+        [prefix, suffix] => name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .is_some_and(is_date_stamp),
+        _ => false,
+    }
+}
+
+/// `2025-02-03T175309`.
+fn is_date_stamp(s: &str) -> bool {
+    s.len() == 17
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+pub(super) fn remove_unrecorded_archives(
+    dir: &Path,
+    pattern: &str,
+    interrupted: &[Dump],
+    recorded: &HashSet<String>,
+) -> Result<usize> {
+    if interrupted.is_empty() {
+        return Ok(0);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if recorded.contains(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        // Only a file written after the dump was created can be its archive.
+        let modified = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .map(time::OffsetDateTime::from);
+        let owner = interrupted.iter().find(|d| {
+            is_archive_of(pattern, d, &name)
+                && modified.is_some_and(|m| m + time::Duration::seconds(1) >= d.created_at)
+        });
+        if let Some(dump) = owner {
+            tracing::warn!(dump = %dump.id, file = %name, "removing the archive of an interrupted dump");
+            remove_file_if_exists(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::DumpStatus;
+
+    fn dump(id: i64, with_data: bool, with_storages: bool) -> Dump {
+        Dump {
+            id: id.into(),
+            created_at: time::OffsetDateTime::now_utc(),
+            processed_at: None,
+            status: DumpStatus::Pending,
+            with_data,
+            with_storages,
+            deprecated: false,
+            filename: None,
+            size: None,
+            checksum: None,
+            purged_at: None,
+            error: None,
+            progress_bytes: 0,
+            progress_files: 0,
+            created_by: None,
+            creator: None,
+            scheduled: false,
+            verified_at: None,
+            verify_error: None,
+        }
+    }
+
+    #[test]
+    fn archives_of_a_dump_are_recognised_exactly() {
+        let pattern = crate::config::DEFAULT_FILENAME;
+        let d = dump(7, true, false);
+        assert!(is_archive_of(
+            pattern,
+            &d,
+            "diskette_data_2025-02-03T175309_7.tar.gz"
+        ));
+        for other in [
+            "diskette_data_2025-02-03T175309_17.tar.gz",
+            "diskette_data_storages_2025-02-03T175309_7.tar.gz",
+            "diskette_data_2025-02-03T175309.tar.gz",
+            "diskette_data_2025-02-03T1753_7.tar.gz",
+            "diskette_data_x025-02-03T175309_7.tar.gz",
+        ] {
+            assert!(!is_archive_of(pattern, &d, other), "{other}");
+        }
+        assert!(is_archive_of("fixed.tar.gz", &d, "fixed_7.tar.gz"));
+    }
+
+    #[test]
+    fn patterns_get_the_dump_id() {
+        assert_eq!(
+            unique_pattern("diskette{features}_{date}.tar.gz", DumpId::from(7)),
+            "diskette{features}_{date}_7.tar.gz"
+        );
+        let p = unique_pattern(crate::config::DEFAULT_FILENAME, DumpId::from(3));
+        assert!(crate::archive::filename::validate_pattern(&p).is_ok());
+    }
+
+    #[test]
+    fn temp_names_are_the_engines() {
+        assert!(is_temp_name(".diskette-tmp-abc.tar.gz"));
+        assert!(!is_temp_name("diskette_data.tar.gz"));
+        assert!(!is_temp_name(".hidden"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The background worker: runs the archive engine for each `created` dump,
+//! writing progress and logs to the record while it runs.
+//!
+//! `run_once` claims and runs one dump to its end; `run` loops over it with
+//! the configured concurrency until the shutdown token fires. A job sees the
+//! token through `Progress::is_cancelled`, so the engine stops between files,
+//! removes its temporary file, and the dump is recorded as failed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::dump::{DumpOptions, DumpOutcome};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::registry::{DumpId, Outcome, Registry, unique_pattern};
+
+/// The engine call, replaceable in tests (to inject failures).
+pub type Archiver =
+    Arc<dyn Fn(&Config, &DumpOptions, &dyn Progress) -> Result<DumpOutcome> + Send + Sync>;
+
+/// The real engine, the same code as `diskette dump`.
+pub fn engine() -> Archiver {
+    Arc::new(crate::dump::dump)
+}
+
+/// How often the worker looks for work without being woken.
+const POLL_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a running job writes its progress to the record.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct Worker {
+    registry: Registry,
+    config: Arc<Config>,
+    archiver: Archiver,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    pub fn new(
+        registry: Registry,
+        config: Arc<Config>,
+        archiver: Archiver,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Worker {
+            registry,
+            config,
+            archiver,
+            shutdown,
+        }
+    }
+
+    /// Claim the oldest `created` dump and run it; `None` when there is none.
+    pub async fn run_once(&self) -> Result<Option<DumpId>> {
+        let Some(id) = self.registry.claim_next().await? else {
+            return Ok(None);
+        };
+        self.execute(id, None).await?;
+        Ok(Some(id))
+    }
+
+    /// Run jobs until the shutdown token fires, then wait for the running ones
+    /// (they stop early, cancelled) so the registry is left consistent.
+    pub async fn run(self) {
+        let limit = self.config.dump.concurrency;
+        let mut running = JoinSet::new();
+        // A job task that panicked is a bug: the others go on, and the panic
+        // is raised again once everything has stopped (tests see it).
+        let mut panicked = None;
+        let mut on_joined = |joined: std::result::Result<(), tokio::task::JoinError>| {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                tracing::error!("a dump job panicked: {e}");
+                panicked.get_or_insert(e);
+            }
+        };
+        // Looks for work now and then even without a wake-up (after a
+        // database error, or dumps recorded by another process).
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while running.len() < limit && !self.shutdown.is_cancelled() {
+                match self.registry.claim_next().await {
+                    Ok(Some(id)) => {
+                        let worker = self.clone();
+                        running.spawn(async move {
+                            if let Err(e) = worker.execute(id, None).await {
+                                tracing::error!(dump = %id, "dump job: {}", crate::error::error_line(&e));
+                            }
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("claiming a dump: {}", crate::error::error_line(&e));
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.registry.wake().notified() => {}
+                _ = poll.tick() => {}
+                Some(joined) = running.join_next(), if !running.is_empty() => on_joined(joined),
+                _ = self.shutdown.cancelled() => break,
+            }
+        }
+        while let Some(joined) = running.join_next().await {
+            on_joined(joined);
+        }
+        if let Some(e) = panicked {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    /// Run the engine for a claimed (`pending`) dump and record the outcome.
+    /// `echo` also receives the progress (the CLI's console).
+    pub async fn execute(&self, id: DumpId, echo: Option<Arc<dyn Progress>>) -> Result<()> {
+        let progress = Arc::new(JobProgress::new(self.shutdown.clone(), echo));
+        let Some(dump) = self.registry.dump(id).await? else {
+            return Ok(());
+        };
+        let set = dump.option_set();
+        let opts = DumpOptions {
+            with_data: set.with_data(),
+            with_storages: set.with_storages(),
+            storages_excludes: true,
+            destination: Some(self.registry.dump_dir().to_path_buf()),
+            // The dump id in the name: two dumps never share a file.
+            filename: Some(unique_pattern(&self.config.dump.filename, id)),
+            strict: true,
+        };
+        progress.log(&format!("Dump {id}: {}", set.label()));
+        let job = {
+            let (config, archiver, progress) =
+                (self.config.clone(), self.archiver.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || archiver(&config, &opts, &*progress))
+        };
+        tokio::pin!(job);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                r = &mut job => break r,
+                _ = tick.tick() => {
+                    let (bytes, files, logs) = progress.take();
+                    if let Err(e) = self.registry.record_progress(id, bytes, files, &logs).await {
+                        tracing::warn!(dump = %id, "recording progress: {}", crate::error::error_line(&e));
+                    }
+                }
+            }
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(join) => Err(Error::Internal(format!(
+                "the dump job stopped unexpectedly: {join}"
+            ))),
+        };
+        match result {
+            Ok(outcome) => {
+                let checksum = crate::registry::checksum(&outcome.checksum)?;
+                progress.log(&format!(
+                    "Archive {} written: {} bytes, {} files, checksum {}",
+                    outcome.filename, outcome.size, outcome.files, checksum
+                ));
+                let (_, _, logs) = progress.take();
+                let recorded = Outcome {
+                    filename: &outcome.filename,
+                    size: outcome.size,
+                    checksum: &checksum,
+                    bytes: outcome.bytes,
+                    files: outcome.files,
+                    logs: &logs,
+                };
+                if !self.registry.mark_processed(id, &recorded).await? {
+                    // The record vanished or moved on: the file would be untracked.
+                    let _ = std::fs::remove_file(&outcome.path);
+                }
+                tracing::info!(dump = %id, file = %outcome.filename, "dump processed");
+            }
+            Err(e) => {
+                let message = match e {
+                    Error::Cancelled => crate::registry::INTERRUPTED.to_string(),
+                    other => crate::error::error_line(&other),
+                };
+                progress.log(&format!("error: {message}"));
+                let (_, _, logs) = progress.take();
+                self.registry.mark_failed(id, &message, &logs).await?;
+                tracing::warn!(dump = %id, "dump failed: {message}");
+            }
+        }
+        // Webhook, in the background: the job does not wait for it.
+        crate::notify::job_finished(&self.registry, id).await;
+        Ok(())
+    }
+}
+
+/// Progress of a running job: counters and log lines buffered here, written
+/// to the record by the async side every `FLUSH_EVERY`.
+struct JobProgress {
+    bytes: AtomicU64,
+    files: AtomicU64,
+    logs: Mutex<String>,
+    cancel: CancellationToken,
+    echo: Option<Arc<dyn Progress>>,
+}
+
+impl JobProgress {
+    fn new(cancel: CancellationToken, echo: Option<Arc<dyn Progress>>) -> Self {
+        JobProgress {
+            bytes: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            logs: Mutex::new(String::new()),
+            cancel,
+            echo,
+        }
+    }
+
+    /// Counters so far and the log lines not yet written.
+    fn take(&self) -> (u64, u64, String) {
+        let logs = self
+            .logs
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.files.load(Ordering::Relaxed),
+            logs,
+        )
+    }
+}
+
+impl Progress for JobProgress {
+    fn begin(&self, total_bytes: u64, total_files: u64) {
+        if let Some(e) = &self.echo {
+            e.begin(total_bytes, total_files);
+        }
+    }
+    fn advance(&self, bytes: u64, files: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.files.fetch_add(files, Ordering::Relaxed);
+        if let Some(e) = &self.echo {
+            e.advance(bytes, files);
+        }
+    }
+    fn log(&self, line: &str) {
+        let stamp = crate::registry::display_time(time::OffsetDateTime::now_utc());
+        if let Ok(mut l) = self.logs.lock() {
+            l.push_str(&format!("[{stamp}] {line}\n"));
+        }
+        if let Some(e) = &self.echo {
+            e.log(line);
+        }
+    }
+    fn warn(&self, line: &str) {
+        self.log(&format!("warning: {line}"));
+    }
+    fn finish(&self) {
+        if let Some(e) = &self.echo {
+            e.finish();
+        }
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}

@@ -1,0 +1,20 @@
+//! The integration tests: one binary, one module per area. `support` starts
+//! the real program and server, writes sites and archives, and compares trees.
+
+mod support;
+
+mod browser;
+mod django_compat;
+mod dump_cli;
+mod faults_server;
+mod fetch;
+mod load_archives;
+mod load_hostile;
+mod roundtrip;
+mod schedules;
+mod storage_changes;
+mod verify;
+mod web_access;
+mod web_download;
+mod web_recovery;
+mod web_rules;
