@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::Config;
 use crate::error::{Error, Result};
-use crate::registry::{OptionSet, Registry};
+use crate::registry::{OptionSet, Registry, ScheduleId};
 use crate::schedule::{self, NewSchedule};
 
 #[derive(Debug, Subcommand)]
@@ -31,11 +31,11 @@ pub enum ScheduleCommand {
     /// List the schedules with their next run, last run and last outcome
     List,
     /// Remove a schedule (the dumps it made stay)
-    Remove { id: i64 },
+    Remove { id: ScheduleId },
     /// Enable a schedule (due times missed while disabled are not run)
-    Enable { id: i64 },
+    Enable { id: ScheduleId },
     /// Disable a schedule
-    Disable { id: i64 },
+    Disable { id: ScheduleId },
 }
 
 pub fn run(config: &Config, cmd: ScheduleCommand) -> Result<()> {

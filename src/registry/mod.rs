@@ -19,7 +19,9 @@ pub use accounts::Login;
 pub use files::unique_pattern;
 pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, Schedule, User};
 pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
-pub use types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, UserId, Username};
+pub use types::{
+    ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, ScheduleId, UserId, Username,
+};
 
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, UserId};
+use super::types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, ScheduleId, UserId};
 
 /// A dump record, without its logs (they can be long; see `Registry::logs`).
 #[derive(Debug, Clone, FromRow)]
@@ -116,7 +116,7 @@ pub struct Action {
 /// A schedule with its latest run and that run's dump.
 #[derive(Debug, Clone, FromRow)]
 pub struct Schedule {
-    pub id: i64,
+    pub id: ScheduleId,
     /// A 5-field cron expression, read in `timezone`.
     pub cron: String,
     pub with_data: bool,

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::records::Schedule;
 use super::service::Registry;
-use super::types::{DumpId, OptionSet};
+use super::types::{DumpId, OptionSet, ScheduleId};
 use super::{db, now, stamp};
 use crate::error::{Error, Result};
 
@@ -28,9 +28,9 @@ impl Registry {
             .await?)
     }
 
-    pub async fn schedule(&self, id: i64) -> Result<Option<Schedule>> {
+    pub async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>> {
         Ok(sqlx::query_as(&format!("{SELECT} WHERE s.id = ?"))
-            .bind(id)
+            .bind(id.get())
             .fetch_optional(&self.pool)
             .await?)
     }
@@ -42,9 +42,9 @@ impl Registry {
         set: OptionSet,
         timezone: &str,
         enabled: bool,
-    ) -> Result<i64> {
+    ) -> Result<ScheduleId> {
         let now = now();
-        Ok(sqlx::query_scalar(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO schedules (cron, with_data, with_storages, timezone, enabled, \
              created_at, active_since) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -56,13 +56,14 @@ impl Registry {
         .bind(&now)
         .bind(&now)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(ScheduleId::from(id))
     }
 
     /// Remove a schedule; its runs stay, and still mark its dumps as scheduled.
-    pub async fn remove_schedule(&self, id: i64) -> Result<()> {
+    pub async fn remove_schedule(&self, id: ScheduleId) -> Result<()> {
         let done = sqlx::query("DELETE FROM schedules WHERE id = ?")
-            .bind(id)
+            .bind(id.get())
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -73,7 +74,7 @@ impl Registry {
 
     /// Enabling a disabled schedule starts it afresh: the due times it
     /// missed while disabled are not run.
-    pub async fn set_schedule_enabled(&self, id: i64, enabled: bool) -> Result<()> {
+    pub async fn set_schedule_enabled(&self, id: ScheduleId, enabled: bool) -> Result<()> {
         let done = sqlx::query(
             "UPDATE schedules SET \
              active_since = CASE WHEN enabled = 0 AND ? = 1 THEN ? ELSE active_since END, \
@@ -82,7 +83,7 @@ impl Registry {
         .bind(enabled)
         .bind(now())
         .bind(enabled)
-        .bind(id)
+        .bind(id.get())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -96,7 +97,7 @@ impl Registry {
     /// another instance) or the schedule is gone or disabled.
     pub async fn create_scheduled_dump(
         &self,
-        schedule_id: i64,
+        schedule_id: ScheduleId,
         set: OptionSet,
         due: OffsetDateTime,
     ) -> Result<Option<DumpId>> {
@@ -119,8 +120,8 @@ impl Registry {
     }
 
     /// (schedule id, due time, dump) of every run, oldest first.
-    pub async fn schedule_runs(&self) -> Result<Vec<(i64, OffsetDateTime, Option<DumpId>)>> {
-        let rows: Vec<(i64, OffsetDateTime, Option<i64>)> =
+    pub async fn schedule_runs(&self) -> Result<Vec<(ScheduleId, OffsetDateTime, Option<DumpId>)>> {
+        let rows: Vec<(ScheduleId, OffsetDateTime, Option<i64>)> =
             sqlx::query_as("SELECT schedule_id, due_at, dump_id FROM schedule_runs ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?;
@@ -133,7 +134,7 @@ impl Registry {
 
 async fn claim_due<'c>(
     ex: impl SqliteExecutor<'c>,
-    schedule_id: i64,
+    schedule_id: ScheduleId,
     due_at: &str,
     now: &str,
 ) -> sqlx::Result<Option<i64>> {
@@ -144,7 +145,7 @@ async fn claim_due<'c>(
     )
     .bind(due_at)
     .bind(now)
-    .bind(schedule_id)
+    .bind(schedule_id.get())
     .fetch_optional(ex)
     .await
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result, error_line};
-use crate::registry::{DumpId, OptionSet, Registry, Schedule};
+use crate::registry::{DumpId, OptionSet, Registry, Schedule, ScheduleId};
 
 /// The current time; tests pass their own.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -129,7 +129,7 @@ impl NewSchedule {
 /// A due time that got its dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScheduledRun {
-    pub schedule_id: i64,
+    pub schedule_id: ScheduleId,
     pub due: OffsetDateTime,
     pub dump: DumpId,
 }
@@ -157,7 +157,7 @@ impl Scheduler {
             let plan = match Plan::new(&s.cron, &s.timezone) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(schedule = s.id, "schedule skipped: {e}");
+                    tracing::warn!(schedule = %s.id, "schedule skipped: {e}");
                     continue;
                 }
             };
@@ -169,7 +169,7 @@ impl Scheduler {
             }
             let set = s.option_set().map_err(Error::Usage)?;
             if let Some(dump) = self.registry.create_scheduled_dump(s.id, set, due).await? {
-                tracing::info!(schedule = s.id, dump = %dump, due = %due, "scheduled dump created");
+                tracing::info!(schedule = %s.id, dump = %dump, due = %due, "scheduled dump created");
                 created.push(ScheduledRun {
                     schedule_id: s.id,
                     due,
@@ -282,7 +282,7 @@ pub fn spawn_tasks(
 }
 
 /// Add a schedule after checking its expression and time zone.
-pub async fn add(registry: &Registry, new: NewSchedule) -> Result<i64> {
+pub async fn add(registry: &Registry, new: NewSchedule) -> Result<ScheduleId> {
     let new = new.validated()?;
     registry
         .insert_schedule(&new.cron, new.set, &new.timezone, new.enabled)
@@ -302,7 +302,7 @@ pub async fn views(registry: &Registry, now: OffsetDateTime) -> Result<Vec<Sched
 /// One schedule, shown as `views` shows it.
 pub async fn view(
     registry: &Registry,
-    id: i64,
+    id: ScheduleId,
     now: OffsetDateTime,
 ) -> Result<Option<ScheduleView>> {
     Ok(registry

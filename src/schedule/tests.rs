@@ -30,7 +30,7 @@ fn fixed(t: OffsetDateTime) -> Clock {
     Arc::new(move || t)
 }
 
-async fn add_every_minute(registry: &Registry) -> i64 {
+async fn add_every_minute(registry: &Registry) -> ScheduleId {
     let new = NewSchedule {
         cron: "* * * * *".into(),
         set: OptionSet::STORAGES,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use diskette::registry::{DumpFilter, DumpStatus, Registry};
+use diskette::registry::{DumpFilter, DumpStatus, Registry, ScheduleId};
 use diskette::schedule::{Plan, Scheduler, system_clock};
 use reqwest::StatusCode;
 use scraper::{Html, Selector};
@@ -43,7 +43,7 @@ async fn two_servers_on_one_registry_make_one_scheduled_dump_per_due_time() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let id: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let id: ScheduleId = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
 
     let registry = Registry::open(&load_config(&config_path, &[]))
         .await

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::parse_id;
-use crate::registry::OptionSet;
+use crate::registry::{OptionSet, ScheduleId};
 use crate::schedule::{self, NewSchedule};
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, NoFields, Staff, Superuser};
@@ -103,9 +103,9 @@ pub async fn create(
 async fn change(
     staff: &Staff,
     id: &str,
-    change: impl AsyncFnOnce(i64) -> crate::Result<String>,
+    change: impl AsyncFnOnce(ScheduleId) -> crate::Result<String>,
 ) -> WebResult<Response> {
-    let id: i64 = parse_id(id)?;
+    let id: ScheduleId = parse_id(id)?;
     let notice = match change(id).await {
         Ok(notice) => notice,
         Err(crate::Error::Usage(_)) => return Err(WebError::NotFound),
