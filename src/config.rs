@@ -62,6 +62,46 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Idle session lifetime, in minutes.
     pub session_minutes: u64,
+    /// Proxies whose `X-Forwarded-For` tells the client's address.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Addresses and networks (`10.0.0.1`, `10.0.0.0/8`, `::1`) of the reverse
+/// proxies in front of the server; from anyone else, `X-Forwarded-For` is
+/// ignored and the connection's peer is the client.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        let nets = items
+            .iter()
+            .map(|item| {
+                let item = item.trim();
+                item.parse::<ipnet::IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "{item:?} is not an IP address or network (10.0.0.1, 10.0.0.0/8, ::1)"
+                        ))
+                    })
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(TrustedProxies(nets))
+    }
 }
 
 /// Longest idle session accepted in `[server] session_minutes`: one year.
@@ -81,6 +121,7 @@ impl Default for ServerConfig {
             base_url: None,
             secure_cookies: false,
             session_minutes: 8 * 60,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -605,5 +646,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dump.permissions"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let c = parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]\n")
+            .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted = &c.server.trusted_proxies;
+        assert!(trusted.contains(ip("127.0.0.1")) && trusted.contains(ip("::ffff:127.0.0.1")));
+        assert!(trusted.contains(ip("10.200.3.4")) && trusted.contains(ip("::1")));
+        assert!(!trusted.contains(ip("127.0.0.2")) && !trusted.contains(ip("11.0.0.1")));
+        assert!(parse("").unwrap().server.trusted_proxies.is_empty());
+        let e = parse("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.trusted_proxies") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod logging;
 pub mod registry;
 pub mod schedule;
 pub mod serve;
@@ -242,13 +243,17 @@ fn console_log(quiet: bool, line: &str) {
     }
 }
 
-/// Log to stderr; `RUST_LOG` refines it.
+/// Log to stderr; `RUST_LOG` refines it. Colours only on a terminal, and
+/// user input in fields and messages is escaped (`logging`).
 pub fn init_tracing(quiet: bool) {
+    use std::io::IsTerminal;
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(logging::EscapedFields::default())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         // A closed stderr must not turn every later log line into a panic.

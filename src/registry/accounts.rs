@@ -9,16 +9,25 @@ use super::service::{Actor, Registry};
 use super::types::{ApiKeyId, Password, UserId, Username};
 use crate::error::{Error, Result};
 
-/// Failures before a username is locked out for a while (then doubling).
+/// Password checks of a username before it is locked out for a while.
 const USER_LIMIT: i64 = 5;
-/// Failures before a client address is locked out for a while.
+/// Password checks from a client address before it is locked out for a while.
 const IP_LIMIT: i64 = 30;
-/// First lock-out, doubled with each further failure, up to `MAX_LOCK_SECS`.
+/// First lock-out, doubled with each further attempt, up to `MAX_LOCK_SECS`.
 const FIRST_LOCK_SECS: i64 = 30;
 const MAX_LOCK_SECS: i64 = 3600;
+/// A counted failure is forgotten after this long (one per period).
+const DECAY_SECS: i64 = 600;
+/// Most unlocked counters kept; the oldest go first when there are more.
+const MAX_THROTTLE_ROWS: i64 = 10_000;
+/// Longest username looked at (Django's limit): longer ones are refused
+/// before anything is checked or stored.
+pub const MAX_USERNAME_CHARS: usize = 150;
 
 /// What a login attempt came to.
 pub enum Login {
+    /// The username is longer than any account's.
+    NameTooLong,
     /// Too many recent failures for this username or client address.
     Throttled,
     /// Wrong username or password, or an inactive account: one answer for all.
@@ -55,11 +64,14 @@ impl Registry {
         Ok(db::list_users(&self.pool).await?)
     }
 
-    pub async fn set_password(&self, username: &str, password: &Password) -> Result<()> {
+    /// Change a password; every session of the user ends. Returns the new
+    /// session generation, for the session of a user changing their own.
+    pub async fn set_password(&self, username: &str, password: &Password) -> Result<i64> {
         let user = self.require_user(username).await?;
         let hash = hash_blocking(password.clone()).await?;
-        db::set_password_hash(&self.pool, user.id, &hash).await?;
-        Ok(())
+        db::set_password_hash(&self.pool, user.id, &hash)
+            .await?
+            .ok_or_else(|| Error::Usage(format!("no user named {username:?}")))
     }
 
     /// Set a user's flags on behalf of `by`. A user cannot remove any of their
@@ -145,59 +157,109 @@ impl Registry {
     // ------------------------------------------------------------ login
 
     /// A login attempt from `client`, throttled per username and per address.
+    /// The attempt is counted before the password is checked, so concurrent
+    /// attempts cannot get past the limit; a success gives its count back.
     pub async fn login(&self, username: &str, password: String, client: IpAddr) -> Result<Login> {
-        let user_key = format!("user:{}", username.to_lowercase());
-        let ip_key = format!("ip:{client}");
-        if self.login_locked(&[&user_key, &ip_key]).await? {
-            return Ok(Login::Throttled);
+        if username.chars().count() > MAX_USERNAME_CHARS {
+            return Ok(Login::NameTooLong);
         }
+        let keys = [
+            (format!("user:{}", username.to_lowercase()), USER_LIMIT),
+            (format!("ip:{client}"), IP_LIMIT),
+        ];
+        let Some(reserved) = self.reserve_attempt(&keys).await? else {
+            return Ok(Login::Throttled);
+        };
         let user = match Password::new(password) {
             Ok(password) => self.authenticate(username, &password).await?,
             Err(_) => None,
         };
         match user.filter(|u| u.is_active) {
             Some(user) => {
-                db::clear_failures(&self.pool, &user_key).await?;
-                db::touch_login(&self.pool, user.id, &now()).await?;
+                let mut tx = self.write_tx().await?;
+                for (key, lock) in &reserved {
+                    db::refund_throttle(&mut *tx, key, lock.as_deref()).await?;
+                }
+                db::touch_login(&mut *tx, user.id, &now()).await?;
+                tx.commit().await?;
                 Ok(Login::LoggedIn(user))
             }
-            None => {
-                self.login_failed(&[(&user_key, USER_LIMIT), (&ip_key, IP_LIMIT)])
-                    .await?;
-                Ok(Login::Refused)
-            }
+            None => Ok(Login::Refused),
         }
     }
 
-    /// Whether any of `keys` (`user:<name>`, `ip:<addr>`) is locked now.
-    async fn login_locked(&self, keys: &[&str]) -> Result<bool> {
+    /// Count one attempt for every key, in one write transaction, unless one
+    /// of them is locked (then nothing is counted). Returns each key with the
+    /// lock its count set, if any.
+    async fn reserve_attempt(
+        &self,
+        keys: &[(String, i64)],
+    ) -> Result<Option<Vec<(String, Option<String>)>>> {
         let now = time::OffsetDateTime::now_utc();
-        for key in keys {
-            if let Some(until) = db::locked_until(&self.pool, key).await?
-                && until > now
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Count a failed login for each key and lock the ones past their limit,
-    /// for a delay that doubles with each further failure.
-    async fn login_failed(&self, keys: &[(&str, i64)]) -> Result<()> {
         let mut tx = self.write_tx().await?;
+        let mut reserved = Vec::with_capacity(keys.len());
         for (key, limit) in keys {
-            let failures = db::add_failure(&mut *tx, key).await?;
-            if failures >= *limit {
-                let exp = (failures - limit).min(10) as u32;
-                let secs = (FIRST_LOCK_SECS << exp).min(MAX_LOCK_SECS);
-                let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
-                db::set_locked_until(&mut *tx, key, &super::stamp(until)).await?;
-            }
+            let row = db::throttle_row(&mut *tx, key).await?;
+            let Some(next) = next_count(row.as_ref(), now, *limit) else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let lock = next.locked_until.map(super::stamp);
+            let decay_from = super::stamp(next.decay_from);
+            db::put_throttle(&mut *tx, key, next.attempts, &decay_from, lock.as_deref()).await?;
+            reserved.push((key.clone(), lock));
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Some(reserved))
     }
+
+    /// Forget the throttling counters that have decayed and hold no lock, and
+    /// keep at most a bounded number of the others (locked ones always stay).
+    pub async fn prune_login_records(&self) -> Result<u64> {
+        let pruned = db::prune_throttle(&self.pool, &now(), DECAY_SECS, MAX_THROTTLE_ROWS).await?;
+        Ok(pruned)
+    }
+
+    /// The secret called `name`, shared by every process of this registry:
+    /// made at first use, then kept.
+    pub async fn server_secret(&self, name: &str) -> Result<String> {
+        let candidate = crate::users::random_token(32);
+        Ok(db::server_secret(&self.pool, name, &candidate).await?)
+    }
+}
+
+/// A key's counter after one more attempt at `now`, or None while it is locked.
+fn next_count(
+    row: Option<&db::ThrottleRow>,
+    now: time::OffsetDateTime,
+    limit: i64,
+) -> Option<db::ThrottleRow> {
+    let (attempts, decay_from) = match row {
+        Some(r) if r.locked_until.is_some_and(|until| until > now) => return None,
+        Some(r) => {
+            let periods = ((now - r.decay_from).whole_seconds() / DECAY_SECS).max(0);
+            let left = (r.attempts - periods).max(0);
+            if left == 0 {
+                (0, now)
+            } else {
+                (
+                    left,
+                    r.decay_from + time::Duration::seconds(periods * DECAY_SECS),
+                )
+            }
+        }
+        None => (0, now),
+    };
+    let attempts = attempts + 1;
+    let locked_until = (attempts >= limit).then(|| {
+        let doublings = (attempts - limit).min(10) as u32;
+        now + time::Duration::seconds((FIRST_LOCK_SECS << doublings).min(MAX_LOCK_SECS))
+    });
+    Some(db::ThrottleRow {
+        attempts,
+        decay_from,
+        locked_until,
+    })
 }
 
 /// Argon2 costs ~30 ms of CPU and 19 MiB: keep it off the async threads and
@@ -216,4 +278,39 @@ async fn verify_blocking(hash: Option<String>, password: Password) -> Result<boo
     tokio::task::spawn_blocking(move || crate::users::verify_password(hash.as_deref(), &password))
         .await
         .map_err(|e| Error::Internal(format!("password check failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lock_double_and_decay() {
+        let t0 = time::macros::datetime!(2025-02-03 17:00:00 UTC);
+        let mut row = None;
+        for n in 1..=4 {
+            row = next_count(row.as_ref(), t0, USER_LIMIT);
+            let r = row.as_ref().unwrap();
+            assert_eq!((r.attempts, r.locked_until), (n, None));
+        }
+        row = next_count(row.as_ref(), t0, USER_LIMIT);
+        let lock = row.as_ref().unwrap().locked_until.unwrap();
+        assert_eq!(lock - t0, time::Duration::seconds(FIRST_LOCK_SECS));
+        assert!(next_count(row.as_ref(), lock - time::Duration::SECOND, USER_LIMIT).is_none());
+        // Right after the lock: a sixth attempt, a lock twice as long.
+        let sixth = next_count(row.as_ref(), lock, USER_LIMIT).unwrap();
+        assert_eq!(sixth.attempts, 6);
+        assert_eq!(
+            sixth.locked_until.unwrap() - lock,
+            time::Duration::seconds(2 * FIRST_LOCK_SECS)
+        );
+        // One failure is forgotten per period; all of them after five.
+        let later = t0 + time::Duration::seconds(2 * DECAY_SECS + 1);
+        let r = next_count(row.as_ref(), later, USER_LIMIT).unwrap();
+        assert_eq!((r.attempts, r.locked_until), (4, None));
+        assert_eq!(r.decay_from, t0 + time::Duration::seconds(2 * DECAY_SECS));
+        let much_later = t0 + time::Duration::seconds(5 * DECAY_SECS);
+        let r = next_count(row.as_ref(), much_later, USER_LIMIT).unwrap();
+        assert_eq!((r.attempts, r.decay_from), (1, much_later));
+    }
 }

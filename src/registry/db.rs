@@ -334,8 +334,7 @@ pub async fn delete_dump<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::R
 
 // ---------------------------------------------------------------- users
 
-const USER_COLUMNS: &str =
-    "id, username, is_staff, is_superuser, is_active, created_at, last_login_at";
+const USER_COLUMNS: &str = "id, username, is_staff, is_superuser, is_active, created_at, last_login_at, session_generation";
 
 /// The password hash of `username`, if the user exists.
 pub async fn password_hash<'c>(
@@ -394,19 +393,23 @@ pub async fn list_users<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Use
     .await
 }
 
+/// A new password hash; the sessions of the user end (new generation, returned).
 pub async fn set_password_hash<'c>(
     ex: impl SqliteExecutor<'c>,
     id: UserId,
     hash: &str,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-        .bind(hash)
-        .bind(id)
-        .execute(ex)
-        .await?;
-    Ok(done.rows_affected() == 1)
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE users SET password_hash = ?, session_generation = session_generation + 1 \
+         WHERE id = ? RETURNING session_generation",
+    )
+    .bind(hash)
+    .bind(id)
+    .fetch_optional(ex)
+    .await
 }
 
+/// Set the flags; losing `is_active` or `is_staff` ends the user's sessions.
 pub async fn set_user_flags<'c>(
     ex: impl SqliteExecutor<'c>,
     id: UserId,
@@ -414,14 +417,17 @@ pub async fn set_user_flags<'c>(
     is_staff: bool,
     is_superuser: bool,
 ) -> sqlx::Result<bool> {
-    let done =
-        sqlx::query("UPDATE users SET is_active = ?, is_staff = ?, is_superuser = ? WHERE id = ?")
-            .bind(is_active)
-            .bind(is_staff)
-            .bind(is_superuser)
-            .bind(id)
-            .execute(ex)
-            .await?;
+    let done = sqlx::query(
+        "UPDATE users SET session_generation = session_generation \
+         + ((is_active = 1 AND ?1 = 0) OR (is_staff = 1 AND ?2 = 0)), \
+         is_active = ?1, is_staff = ?2, is_superuser = ?3 WHERE id = ?4",
+    )
+    .bind(is_active)
+    .bind(is_staff)
+    .bind(is_superuser)
+    .bind(id)
+    .execute(ex)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -551,47 +557,105 @@ pub async fn recent_actions<'c>(
 
 // ---------------------------------------------------------------- login throttling
 
-/// Until when `key` is locked out, if it is.
-pub async fn locked_until<'c>(
-    ex: impl SqliteExecutor<'c>,
-    key: &str,
-) -> sqlx::Result<Option<OffsetDateTime>> {
-    let until: Option<Option<OffsetDateTime>> =
-        sqlx::query_scalar("SELECT locked_until FROM login_failures WHERE key = ?")
-            .bind(key)
-            .fetch_optional(ex)
-            .await?;
-    Ok(until.flatten())
+/// The counter of one throttling key, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ThrottleRow {
+    pub attempts: i64,
+    pub decay_from: OffsetDateTime,
+    pub locked_until: Option<OffsetDateTime>,
 }
 
-/// Count one more failure; returns the new count.
-pub async fn add_failure<'c>(ex: impl SqliteExecutor<'c>, key: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO login_failures (key, failures) VALUES (?, 1) \
-         ON CONFLICT (key) DO UPDATE SET failures = failures + 1 RETURNING failures",
+pub async fn throttle_row<'c>(
+    ex: impl SqliteExecutor<'c>,
+    key: &str,
+) -> sqlx::Result<Option<ThrottleRow>> {
+    sqlx::query_as("SELECT attempts, decay_from, locked_until FROM login_throttle WHERE key = ?")
+        .bind(key)
+        .fetch_optional(ex)
+        .await
+}
+
+pub async fn put_throttle<'c>(
+    ex: impl SqliteExecutor<'c>,
+    key: &str,
+    attempts: i64,
+    decay_from: &str,
+    locked_until: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO login_throttle (key, attempts, decay_from, locked_until) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (key) DO UPDATE SET attempts = excluded.attempts, \
+         decay_from = excluded.decay_from, locked_until = excluded.locked_until",
     )
     .bind(key)
-    .fetch_one(ex)
-    .await
+    .bind(attempts)
+    .bind(decay_from)
+    .bind(locked_until)
+    .execute(ex)
+    .await?;
+    Ok(())
 }
 
-pub async fn set_locked_until<'c>(
+/// Give back one reserved attempt, and lift the lock it set (`lock`), if any.
+pub async fn refund_throttle<'c>(
     ex: impl SqliteExecutor<'c>,
     key: &str,
-    until: &str,
+    lock: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE login_failures SET locked_until = ? WHERE key = ?")
-        .bind(until)
-        .bind(key)
-        .execute(ex)
-        .await?;
+    sqlx::query(
+        "UPDATE login_throttle SET attempts = max(attempts - 1, 0), \
+         locked_until = CASE WHEN locked_until = ? THEN NULL ELSE locked_until END WHERE key = ?",
+    )
+    .bind(lock)
+    .bind(key)
+    .execute(ex)
+    .await?;
     Ok(())
 }
 
-pub async fn clear_failures<'c>(ex: impl SqliteExecutor<'c>, key: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM login_failures WHERE key = ?")
-        .bind(key)
-        .execute(ex)
-        .await?;
-    Ok(())
+/// Delete the counters that have decayed to nothing and hold no lock, then the
+/// oldest unlocked ones beyond `cap`; returns how many went.
+pub async fn prune_throttle<'c>(
+    ex: impl SqliteExecutor<'c> + Copy,
+    now: &str,
+    decay_secs: i64,
+    cap: i64,
+) -> sqlx::Result<u64> {
+    let decayed = sqlx::query(
+        "DELETE FROM login_throttle WHERE (locked_until IS NULL OR locked_until <= ?1) \
+         AND julianday(decay_from) + attempts * ?2 / 86400.0 <= julianday(?1)",
+    )
+    .bind(now)
+    .bind(decay_secs)
+    .execute(ex)
+    .await?;
+    let excess = sqlx::query(
+        "DELETE FROM login_throttle WHERE key IN (SELECT key FROM login_throttle \
+         WHERE locked_until IS NULL OR locked_until <= ?1 ORDER BY decay_from \
+         LIMIT max((SELECT COUNT(*) FROM login_throttle) - ?2, 0))",
+    )
+    .bind(now)
+    .bind(cap)
+    .execute(ex)
+    .await?;
+    Ok(decayed.rows_affected() + excess.rows_affected())
+}
+
+// ---------------------------------------------------------------- server secrets
+
+/// The secret called `name`, created with `candidate` if there is none yet:
+/// every process sharing the registry gets the same one.
+pub async fn server_secret<'c>(
+    ex: impl SqliteExecutor<'c>,
+    name: &str,
+    candidate: &str,
+) -> sqlx::Result<String> {
+    sqlx::query_scalar(
+        "INSERT INTO server_secrets (name, value) VALUES (?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = value RETURNING value",
+    )
+    .bind(name)
+    .bind(candidate)
+    .fetch_one(ex)
+    .await
 }

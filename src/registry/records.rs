@@ -85,6 +85,8 @@ pub struct User {
     pub is_active: bool,
     pub created_at: OffsetDateTime,
     pub last_login_at: Option<OffsetDateTime>,
+    /// Raised whenever the user's sessions must end (see `users` in the schema).
+    pub session_generation: i64,
 }
 
 /// An API key of `load --server` (the key itself is never stored).

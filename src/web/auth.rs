@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::AppState;
 use super::error::{WebError, WebResult};
-use super::pages::{Ctx, NavUser};
+use super::pages::{Ctx, LogoutOffer, NavUser};
 use crate::registry::{Actor, User, UserId};
 
 const AUTH_KEY: &str = "auth";
@@ -27,6 +27,10 @@ struct SessionAuth {
     user_id: i64,
     #[serde(with = "time::serde::rfc3339")]
     authenticated_at: time::OffsetDateTime,
+    /// The user's session generation at login: when it has changed since
+    /// (password, deactivation, staff rights), the session is over.
+    #[serde(default)]
+    generation: i64,
 }
 
 async fn session_of(parts: &mut Parts, state: &AppState) -> WebResult<Session> {
@@ -45,12 +49,14 @@ pub async fn csrf_token(session: &Session) -> WebResult<String> {
     Ok(token)
 }
 
-/// Log `user` in: a new session id (no fixation) and a new CSRF token.
+/// Log `user` in: a new session id (no fixation) and a new CSRF token. The
+/// session is created here: an anonymous visitor has none.
 pub async fn login(session: &Session, user: &User) -> WebResult<()> {
     session.cycle_id().await?;
     let auth = SessionAuth {
         user_id: user.id.get(),
         authenticated_at: time::OffsetDateTime::now_utc(),
+        generation: user.session_generation,
     };
     session.insert(AUTH_KEY, &auth).await?;
     session
@@ -59,20 +65,46 @@ pub async fn login(session: &Session, user: &User) -> WebResult<()> {
     Ok(())
 }
 
-/// The user of the session, if logged in and the login has not expired.
-async fn session_user(session: &Session, state: &AppState) -> WebResult<Option<User>> {
+/// Keep the session of a user who has just changed their own password (which
+/// ended all their sessions): it takes the new generation, under a new id.
+pub async fn keep_after_password_change(session: &Session, generation: i64) -> WebResult<()> {
+    if let Some(mut auth) = session.get::<SessionAuth>(AUTH_KEY).await? {
+        auth.generation = generation;
+        session.cycle_id().await?;
+        session.insert(AUTH_KEY, &auth).await?;
+    }
+    Ok(())
+}
+
+/// Who a request's session speaks for.
+enum SessionState {
+    Anonymous,
+    /// It was logged in, and has just been ended (expired, or the user's
+    /// password or access changed since).
+    Ended,
+    User(User),
+}
+
+async fn session_state(session: &Session, state: &AppState) -> WebResult<SessionState> {
     let Some(auth) = session.get::<SessionAuth>(AUTH_KEY).await? else {
-        return Ok(None);
+        return Ok(SessionState::Anonymous);
     };
     let fresh = time::OffsetDateTime::now_utc() - auth.authenticated_at < ABSOLUTE_LIFETIME;
-    if !fresh {
-        session.flush().await?;
-        return Ok(None);
+    let user = if fresh {
+        state
+            .registry
+            .user_by_id(UserId::from(auth.user_id))
+            .await?
+    } else {
+        None
+    };
+    match user {
+        Some(user) if user.session_generation == auth.generation => Ok(SessionState::User(user)),
+        _ => {
+            session.flush().await?;
+            Ok(SessionState::Ended)
+        }
     }
-    Ok(state
-        .registry
-        .user_by_id(UserId::from(auth.user_id))
-        .await?)
 }
 
 /// An optional login, for the login page itself.
@@ -81,13 +113,34 @@ pub struct MaybeUser {
     pub session: Session,
 }
 
+impl MaybeUser {
+    /// A logged-in user who may not use the staff pages can still log out.
+    pub async fn logout_offer(&self) -> WebResult<Option<LogoutOffer>> {
+        match &self.user {
+            Some(user) if !is_staff(user) => Ok(Some(LogoutOffer {
+                username: user.username.clone(),
+                csrf: csrf_token(&self.session).await?,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = WebError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> WebResult<Self> {
         let session = session_of(parts, state).await?;
-        let user = session_user(&session, state).await?;
+        let user = match session_state(&session, state).await? {
+            SessionState::User(user) => Some(user),
+            SessionState::Anonymous | SessionState::Ended => None,
+        };
         Ok(MaybeUser { user, session })
     }
+}
+
+/// Active and staff: may use the staff pages.
+pub fn is_staff(user: &User) -> bool {
+    user.is_active && user.is_staff
 }
 
 /// A logged-in, active staff user. Anonymous → login page; others → 403.
@@ -117,21 +170,26 @@ impl FromRequestParts<AppState> for Staff {
     type Rejection = WebError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> WebResult<Self> {
         let session = session_of(parts, state).await?;
-        let Some(user) = session_user(&session, state).await? else {
+        let is_get = matches!(parts.method, Method::GET | Method::HEAD);
+        let user = match session_state(&session, state).await? {
+            SessionState::User(user) => user,
             // A POST without a session cannot carry a valid CSRF token: refuse
             // it as such rather than send a form submission to the login page.
-            if !matches!(parts.method, Method::GET | Method::HEAD) {
-                return Err(WebError::Csrf);
+            SessionState::Anonymous if !is_get => return Err(WebError::Csrf),
+            SessionState::Anonymous | SessionState::Ended => {
+                let next = match parts.uri.path_and_query() {
+                    Some(p) if is_get => p.as_str().to_string(),
+                    _ => "/dumps".into(),
+                };
+                return Err(WebError::LoginRequired { next });
             }
-            let next = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/dumps".into());
-            return Err(WebError::LoginRequired { next });
         };
-        if !user.is_active || !user.is_staff {
-            return Err(WebError::Forbidden);
+        if !is_staff(&user) {
+            let offer = LogoutOffer {
+                username: user.username.clone(),
+                csrf: csrf_token(&session).await?,
+            };
+            return Err(WebError::NotStaff(offer));
         }
         Ok(Staff { user, session })
     }
@@ -151,6 +209,81 @@ impl FromRequestParts<AppState> for Superuser {
     }
 }
 
+/// A urlencoded form body, read whole (bounded) before anything else.
+struct RawForm {
+    parts: Parts,
+    bytes: axum::body::Bytes,
+    content_type: Option<header::HeaderValue>,
+    token: Option<String>,
+}
+
+impl RawForm {
+    /// Read the form; a form a browser says comes from another site (Fetch
+    /// Metadata, defence in depth beside the token) or that is not a form at
+    /// all is refused as a CSRF failure.
+    async fn read(req: Request) -> WebResult<RawForm> {
+        let (parts, body) = req.into_parts();
+        let cross_site = parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        if cross_site {
+            return Err(WebError::Csrf);
+        }
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+        let bytes = axum::body::to_bytes(body, FORM_LIMIT)
+            .await
+            .map_err(|_| WebError::BadRequest("the form is too large".into()))?;
+        let mut raw = RawForm {
+            parts,
+            bytes,
+            content_type,
+            token: None,
+        };
+        let Ok(Form(pairs)) = raw
+            .rebuild()
+            .extract::<Form<Vec<(String, String)>>, _>()
+            .await
+        else {
+            return Err(WebError::Csrf);
+        };
+        raw.token = pairs
+            .into_iter()
+            .find(|(k, _)| k == "csrf_token")
+            .map(|(_, v)| v);
+        Ok(raw)
+    }
+
+    fn rebuild(&self) -> Request {
+        let mut req = Request::new(Body::from(self.bytes.clone()));
+        *req.method_mut() = Method::POST;
+        if let Some(ct) = &self.content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        }
+        req
+    }
+
+    /// The form's fields, once its token has been checked against `expected`.
+    async fn checked<T: DeserializeOwned + Send + 'static>(
+        self,
+        expected: Option<&str>,
+    ) -> WebResult<T> {
+        let valid = match (self.token.as_deref(), expected) {
+            (Some(s), Some(e)) => !e.is_empty() && bool::from(s.as_bytes().ct_eq(e.as_bytes())),
+            _ => false,
+        };
+        if !valid {
+            return Err(WebError::Csrf);
+        }
+        let Form(value) = self
+            .rebuild()
+            .extract::<Form<T>, _>()
+            .await
+            .map_err(|e| WebError::BadRequest(format!("invalid form: {}", e.body_text())))?;
+        Ok(value)
+    }
+}
+
 /// A urlencoded form whose `csrf_token` matched the session's token. The token
 /// is checked before the form is parsed, so a POST without it is a 403 even
 /// when the rest of the form is malformed, and nothing runs.
@@ -159,49 +292,23 @@ pub struct CsrfForm<T>(pub T);
 impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = WebError;
     async fn from_request(req: Request, state: &AppState) -> WebResult<Self> {
-        let (mut parts, body) = req.into_parts();
-        // Defence in depth beside the token: a browser says when a request
-        // comes from another site (Fetch Metadata), and such a form is refused.
-        let cross_site = parts
-            .headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-        if cross_site {
-            return Err(WebError::Csrf);
-        }
-        let session = session_of(&mut parts, state).await?;
-        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
-        let bytes = axum::body::to_bytes(body, FORM_LIMIT)
-            .await
-            .map_err(|_| WebError::BadRequest("the form is too large".into()))?;
-        let rebuild = || {
-            let mut req = Request::new(Body::from(bytes.clone()));
-            *req.method_mut() = Method::POST;
-            if let Some(ct) = &content_type {
-                req.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
-            }
-            req
-        };
-        let Ok(Form(pairs)) = rebuild().extract::<Form<Vec<(String, String)>>, _>().await else {
-            return Err(WebError::Csrf);
-        };
-        let sent = pairs
-            .iter()
-            .find(|(k, _)| k == "csrf_token")
-            .map(|(_, v)| v.as_str());
+        let mut raw = RawForm::read(req).await?;
+        let session = session_of(&mut raw.parts, state).await?;
         let expected = session.get::<String>(CSRF_KEY).await?;
-        let valid = match (sent, expected.as_deref()) {
-            (Some(s), Some(e)) => !e.is_empty() && bool::from(s.as_bytes().ct_eq(e.as_bytes())),
-            _ => false,
-        };
-        if !valid {
-            return Err(WebError::Csrf);
-        }
-        let Form(value) = rebuild()
-            .extract::<Form<T>, _>()
-            .await
-            .map_err(|e| WebError::BadRequest(format!("invalid form: {}", e.body_text())))?;
-        Ok(CsrfForm(value))
+        Ok(CsrfForm(raw.checked(expected.as_deref()).await?))
+    }
+}
+
+/// The login form: its `csrf_token` must match the signed login cookie
+/// (there is no session before the login).
+pub struct LoginCsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for LoginCsrfForm<T> {
+    type Rejection = WebError;
+    async fn from_request(req: Request, state: &AppState) -> WebResult<Self> {
+        let raw = RawForm::read(req).await?;
+        let expected = super::login::token_of(&raw.parts.headers, &state.login_key);
+        Ok(LoginCsrfForm(raw.checked(expected.as_deref()).await?))
     }
 }
 

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::pages::ErrorPage;
+use super::pages::{ErrorPage, LogoutOffer};
 use crate::error::Error;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,9 @@ pub enum WebError {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    /// A logged-in user who is not (or no longer) active staff.
+    #[error("forbidden: not staff")]
+    NotStaff(LogoutOffer),
     /// A POST without a valid CSRF token.
     #[error("invalid or missing CSRF token")]
     Csrf,
@@ -67,6 +70,14 @@ impl IntoResponse for WebError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return res;
             }
+            WebError::NotStaff(offer) => {
+                return render(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "Your account may not use this service. Log out to sign in as someone else.",
+                    Some(&offer),
+                );
+            }
             WebError::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_string()),
             WebError::Forbidden => (
                 StatusCode::FORBIDDEN,
@@ -96,10 +107,20 @@ impl IntoResponse for WebError {
 
 /// An error page; falls back to plain text if the template cannot render.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, title, message, None)
+}
+
+fn render(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    logout: Option<&LogoutOffer>,
+) -> Response {
     let page = ErrorPage {
         title,
         message,
         ctx: Default::default(),
+        logout,
     };
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),

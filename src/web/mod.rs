@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod login;
 pub mod pages;
 mod routes;
 pub mod url;
@@ -34,6 +35,8 @@ use crate::worker::{Archiver, Worker};
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Registry,
+    /// Signs the login form's token (see `login`).
+    pub login_key: Arc<login::LoginKey>,
 }
 
 /// Content-Security-Policy: our own files only, no inline script.
@@ -90,6 +93,9 @@ impl Server {
             );
         }
         let store = registry.session_store().await?;
+        let login_key = Arc::new(login::LoginKey::new(
+            &registry.server_secret("login_form").await?,
+        ));
         let addr = addr.unwrap_or(&config.server.addr).to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -98,7 +104,11 @@ impl Server {
         let worker = Worker::new(registry.clone(), config.clone(), archiver, shutdown.clone());
         Ok(Server {
             listener,
-            state: AppState { config, registry },
+            state: AppState {
+                config,
+                registry,
+                login_key,
+            },
             store,
             worker,
             shutdown,
@@ -138,6 +148,7 @@ impl Server {
         );
         let cleanup = {
             let (store, shutdown) = (store.clone(), shutdown.clone());
+            let registry = state.registry.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(600));
                 loop {
@@ -145,6 +156,9 @@ impl Server {
                         _ = tick.tick() => {
                             if let Err(e) = store.delete_expired().await {
                                 tracing::warn!("deleting expired sessions: {e}");
+                            }
+                            if let Err(e) = registry.prune_login_records().await {
+                                tracing::warn!("pruning login throttling records: {e}");
                             }
                         }
                         _ = shutdown.cancelled() => break,

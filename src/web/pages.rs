@@ -20,6 +20,14 @@ pub struct Ctx {
     pub csrf: String,
 }
 
+/// A logged-in user who may not use the staff pages: the page they get
+/// still lets them log out (its form needs the session's CSRF token).
+#[derive(Debug, Clone)]
+pub struct LogoutOffer {
+    pub username: String,
+    pub csrf: String,
+}
+
 impl Ctx {
     pub fn is_superuser(&self) -> bool {
         self.user.as_ref().is_some_and(|u| u.is_superuser)
@@ -152,15 +160,19 @@ pub struct ErrorPage<'a> {
     pub ctx: Ctx,
     pub title: &'a str,
     pub message: &'a str,
+    pub logout: Option<&'a LogoutOffer>,
 }
 
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage {
     pub ctx: Ctx,
+    /// The login form's own token (signed cookie, no session).
+    pub login_token: String,
     pub username: String,
     pub next: String,
     pub error: Option<&'static str>,
+    pub logout: Option<LogoutOffer>,
 }
 
 /// A choice of a list filter, for `<select>`.

@@ -82,8 +82,15 @@ async fn every_page_needs_the_right_user() {
         )
         .await
         .unwrap();
+    // Deactivation ended the session: the next page is the login page.
     let res = staff.get(app.url("/dumps")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        res.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
     // And cannot log in again.
     let res = app.client().login_response(STAFF, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK, "the login form again");
@@ -213,11 +220,15 @@ async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing() {
 }
 
 fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    cookie_named(res, "diskette_session=")
+}
+
+fn cookie_named(res: &reqwest::Response, prefix: &str) -> Option<String> {
     res.headers()
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("diskette_session="))
+        .find(|c| c.starts_with(prefix))
         .map(str::to_string)
 }
 
@@ -225,8 +236,31 @@ fn session_cookie(res: &reqwest::Response) -> Option<String> {
 async fn login_rotates_the_session_and_sets_safe_cookies() {
     let app = spawn_app().await;
     let client = app.client();
+    // The login form starts no session: its token rides in a signed cookie.
     let res = client.get(app.url("/login")).send().await.unwrap();
-    let before = session_cookie(&res).expect("the login form starts a session");
+    assert!(session_cookie(&res).is_none(), "no session before login");
+    let form_cookie = cookie_named(&res, "diskette_login=").expect("the login form's cookie");
+    assert!(
+        form_cookie.contains("HttpOnly")
+            && form_cookie.contains("SameSite=Lax")
+            && form_cookie.contains("Path=/login"),
+        "{form_cookie}"
+    );
+    assert!(!form_cookie.contains("Secure"), "{form_cookie}");
+    let max_age = |c: &str| -> i64 {
+        c.split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Max-Age in {c}"))
+    };
+    assert!(
+        max_age(&form_cookie) <= 3600,
+        "the login form's token is short-lived: {form_cookie}"
+    );
+    // A session fixed by someone else (their own, planted in this browser)
+    // does not survive the login: the id changes.
+    let res = client.login_response(NOT_STAFF, PASSWORD).await;
+    let before = session_cookie(&res).expect("a session at login");
     assert!(
         before.contains("HttpOnly") && before.contains("SameSite=Lax"),
         "{before}"
@@ -238,16 +272,6 @@ async fn login_rotates_the_session_and_sets_safe_cookies() {
     let after = session_cookie(&res).expect("a new session id");
     let id = |c: &str| c.split(';').next().unwrap().to_string();
     assert_ne!(id(&before), id(&after), "session id rotated at login");
-    let max_age = |c: &str| -> i64 {
-        c.split(';')
-            .find_map(|p| p.trim().strip_prefix("Max-Age="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no Max-Age in {c}"))
-    };
-    assert!(
-        max_age(&before) <= 30 * 60,
-        "anonymous sessions are short-lived: {before}"
-    );
     let configured = app.config.server.session_minutes as i64 * 60;
     assert!(
         max_age(&after) > configured - 60 && max_age(&after) <= configured,
@@ -286,7 +310,11 @@ async fn login_rotates_the_session_and_sets_safe_cookies() {
         .send()
         .await
         .unwrap();
-    assert!(session_cookie(&res).unwrap().contains("Secure"));
+    assert!(
+        cookie_named(&res, "diskette_login=")
+            .unwrap()
+            .contains("Secure")
+    );
     secure.stop().await;
 }
 

@@ -291,8 +291,8 @@ async fn cli_manages_users() {
     let res = client.get(app.url("/dumps")).send().await.unwrap();
     assert_eq!(
         res.status(),
-        StatusCode::FORBIDDEN,
-        "deactivated while logged in"
+        StatusCode::SEE_OTHER,
+        "deactivated while logged in: the session is over"
     );
 
     let out = run(&["key", "add", "ci"], "").await.unwrap();

@@ -152,10 +152,14 @@ pub async fn user_password(
         .await?
         .ok_or(WebError::NotFound)?;
     let password = Password::new_strong(form.password).map_err(WebError::BadRequest)?;
-    state
+    let generation = state
         .registry
         .set_password(&user.username, &password)
         .await?;
+    // Every session of the user ends, except the one making the change.
+    if user.id == staff.user.id {
+        crate::web::auth::keep_after_password_change(&staff.session, generation).await?;
+    }
     staff
         .session
         .insert(FLASH_KEY, format!("Password of {} changed.", user.username))

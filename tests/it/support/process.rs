@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 
 use super::web::Web;
 
@@ -17,6 +18,8 @@ pub struct ServerProcess {
     pub base: String,
     /// What it wrote to stderr up to the line saying where it listens.
     pub said: String,
+    /// Everything it has written to stderr so far.
+    log: Arc<Mutex<String>>,
 }
 
 impl ServerProcess {
@@ -41,17 +44,27 @@ impl ServerProcess {
             .spawn()
             .expect("start the server");
         let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = log.clone();
         let found = tokio::task::spawn_blocking(move || {
             let mut said = String::new();
-            let mut lines = std::io::BufReader::new(stderr).lines();
+            // Bytes, not lines of text: what the server wrote, unaltered.
+            let mut lines = std::io::BufReader::new(stderr).split(b'\n');
             for line in lines.by_ref() {
-                let line = line.unwrap();
+                let line = String::from_utf8_lossy(&line.unwrap()).into_owned();
                 said.push_str(&line);
                 said.push('\n');
                 if let Some(rest) = line.split("serving on http://").nth(1) {
                     let base = format!("http://{}", rest.trim());
+                    kept.lock().unwrap().push_str(&said);
                     // Keep draining so the server never writes into a full pipe.
-                    std::thread::spawn(move || lines.for_each(drop));
+                    std::thread::spawn(move || {
+                        for line in lines.map_while(Result::ok) {
+                            let mut log = kept.lock().unwrap();
+                            log.push_str(&String::from_utf8_lossy(&line));
+                            log.push('\n');
+                        }
+                    });
                     return Some((base, said));
                 }
             }
@@ -68,7 +81,13 @@ impl ServerProcess {
             child: Some(child),
             base,
             said,
+            log,
         }
+    }
+
+    /// Everything the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// A logged-out browser-like client of this server.
