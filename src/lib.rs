@@ -14,11 +14,15 @@ pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod fetch;
+pub mod health;
 pub mod load;
+pub mod notify;
 pub mod progress;
 pub mod registry;
+pub mod schedule;
 pub mod storages;
 pub mod users;
+pub mod verify;
 pub mod web;
 pub mod worker;
 
