@@ -20,7 +20,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "diskette.toml";
 /// Default archive file name pattern (Diskette's, with a date).
 pub const DEFAULT_FILENAME: &str = "diskette{features}_{date}.tar.gz";
 
-const SECTIONS: &[&str] = &["server", "registry", "dump", "storages", "data", "load"];
+const SECTIONS: &[&str] = &[
+    "server", "registry", "dump", "storages", "data", "load", "notify",
+];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,6 +37,7 @@ pub struct Config {
     pub data: DataConfig,
     pub apps: Vec<AppConfig>,
     pub load: LoadConfig,
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// How datetime columns are stored in the application database.
@@ -146,6 +149,8 @@ pub struct DumpConfig {
     pub compressed_media_level: u32,
     /// Compression threads; 0: one per core.
     pub threads: usize,
+    /// How often available archives are re-verified (`"1d"`, `"12h"`, `"never"`).
+    pub verify_every: crate::verify::Every,
 }
 
 impl Default for DumpConfig {
@@ -159,6 +164,7 @@ impl Default for DumpConfig {
             compression_level: 5,
             compressed_media_level: 0,
             threads: 0,
+            verify_every: Default::default(),
         }
     }
 }
@@ -291,6 +297,7 @@ struct RawConfig {
     data: DataConfig,
     apps: Vec<AppConfig>,
     load: LoadConfig,
+    notify: crate::notify::NotifyConfig,
 }
 
 impl Config {
@@ -362,6 +369,7 @@ impl Config {
             data: raw.data,
             apps: raw.apps,
             load: raw.load,
+            notify: raw.notify,
         };
         config.resolve_paths();
         config.validate()?;
@@ -413,6 +421,7 @@ impl Config {
                 self.server.session_minutes
             )));
         }
+        self.notify.validate()?;
         crate::archive::filename::validate_pattern(&self.dump.filename)
             .map_err(|m| Error::Config(format!("dump.filename: {m}")))?;
         for proto in &self.load.protocols {
@@ -620,6 +629,30 @@ mod tests {
         assert_eq!(c.apps.len(), 2);
         assert_eq!(c.dump.mode().unwrap(), 0o644);
         assert_eq!(c.data_database().unwrap(), Path::new("/srv/site/app.db"));
+    }
+
+    #[test]
+    fn verification_period_and_webhook() {
+        let c = parse("").unwrap();
+        assert_eq!(c.dump.verify_every.0, Some(Duration::from_secs(86400)));
+        assert!(c.notify.webhook_url.is_none());
+        let c = parse(
+            "[dump]\nverify_every = \"12h\"\n[notify]\nwebhook_url = \"https://hooks.example.org/x\"\non_processed = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.dump.verify_every.0, Some(Duration::from_secs(12 * 3600)));
+        assert!(c.notify.on_processed);
+        let env = vec![("DISKETTE_DUMP_VERIFY_EVERY".to_string(), "90".to_string())];
+        let c = Config::from_toml("", Path::new("/srv"), env).unwrap();
+        assert_eq!(c.dump.verify_every.0, Some(Duration::from_secs(90)));
+        let e = parse("[dump]\nverify_every = \"often\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dump.verify_every"), "{e}");
+        let e = parse("[notify]\nwebhook_url = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify.webhook_url"), "{e}");
     }
 
     #[test]

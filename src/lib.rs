@@ -17,12 +17,16 @@ pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod generate;
+pub mod health;
 pub mod load;
+pub mod notify;
 pub mod overrides;
 pub mod progress;
 pub mod registry;
+pub mod schedule;
 pub mod storages;
 pub mod users;
+pub mod verify;
 pub mod web;
 pub mod worker;
 

@@ -197,6 +197,8 @@ impl Worker {
                 tracing::warn!(dump = %id, "dump failed: {message}");
             }
         }
+        // Webhook, in the background: the job does not wait for it.
+        crate::notify::job_finished(&self.registry, id).await;
         Ok(())
     }
 }

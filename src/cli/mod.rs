@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod logging;
 pub mod registry;
+pub mod schedule;
 pub mod serve;
 pub mod server;
+pub mod verify;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -65,6 +67,11 @@ pub enum Command {
     /// Manage the API keys of `load --server`
     #[command(subcommand)]
     Key(registry::KeyCommand),
+    /// Manage the schedules that create dumps
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Re-read stored archives against their checksum, gzip, tar and manifest
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +211,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo { dir, addr } => serve::runtime()?.block_on(serve::demo(&dir, Some(&addr))),
         Command::User(cmd) => registry::user(&Config::discover(cli.config.as_deref())?, cmd),
         Command::Key(cmd) => registry::key(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Schedule(cmd) => schedule::run(&Config::discover(cli.config.as_deref())?, cmd),
+        Command::Verify(args) => {
+            verify::run(&Config::discover(cli.config.as_deref())?, args, cli.quiet)
+        }
         Command::Apps(args) => {
             let config = Config::discover(cli.config.as_deref())?;
             run_apps(&config, args, cli.quiet)

@@ -177,6 +177,8 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
         let console: Arc<dyn Progress> = Arc::new(Console::new(quiet));
         worker.execute(id, Some(console.clone())).await?;
         console.finish();
+        // The webhook event of the outcome leaves before the exit.
+        registry.notifier().flush().await;
         let dump = registry
             .dump(id)
             .await?

@@ -18,6 +18,10 @@ const CHECKSUM_HEADER: &str = "x-diskette-checksum";
 const STATUSES: &[(u16, &str)] = &[
     (401, "the server refused the API key"),
     (404, "the server has no available dump of these options"),
+    (
+        409,
+        "the server's latest dump of these options failed its verification and is not served; a fresh dump is queued",
+    ),
 ];
 
 /// A downloaded archive and the checksum the server announced (and we verified).

@@ -11,10 +11,17 @@ use super::types::{ApiKeyId, DumpId, DumpStatus, OptionSet, UserId};
 
 const DUMP_COLUMNS: &str = "d.id, d.created_at, d.processed_at, d.status, d.with_data, d.with_storages, \
      d.deprecated, d.filename, d.size, d.checksum, d.purged_at, d.error, d.progress_bytes, \
-     d.progress_files, d.created_by, u.username AS creator";
+     d.progress_files, d.created_by, u.username AS creator, \
+     EXISTS (SELECT 1 FROM schedule_runs r WHERE r.dump_id = d.id) AS scheduled, \
+     v.at AS verified_at, v.error AS verify_error";
 
 fn select_dumps(filter: &str) -> String {
-    format!("SELECT {DUMP_COLUMNS} FROM dumps d LEFT JOIN users u ON u.id = d.created_by {filter}")
+    // The latest verification of each dump is its state.
+    format!(
+        "SELECT {DUMP_COLUMNS} FROM dumps d LEFT JOIN users u ON u.id = d.created_by \
+         LEFT JOIN verifications v ON v.id = \
+             (SELECT MAX(id) FROM verifications WHERE dump_id = d.id) {filter}"
+    )
 }
 
 pub async fn insert_dump<'c>(
@@ -537,7 +544,9 @@ pub async fn recent_actions<'c>(
     limit: i64,
 ) -> sqlx::Result<Vec<Action>> {
     sqlx::query_as(
-        "SELECT a.id, a.at, a.verb, a.dump_id, a.detail, u.username, k.name AS key_name \
+        "SELECT a.id, a.at, a.verb, a.dump_id, a.detail, u.username, k.name AS key_name, \
+         (a.verb = 'created' AND EXISTS (SELECT 1 FROM schedule_runs r WHERE r.dump_id = a.dump_id)) \
+         AS scheduled \
          FROM actions a LEFT JOIN users u ON u.id = a.user_id \
          LEFT JOIN api_keys k ON k.id = a.api_key_id ORDER BY a.id DESC LIMIT ?",
     )

@@ -145,6 +145,9 @@ mod tests {
             progress_files: 0,
             created_by: None,
             creator: None,
+            scheduled: false,
+            verified_at: None,
+            verify_error: None,
         }
     }
 

@@ -1,22 +1,27 @@
 //! The dump registry: records of the dumps, the rules over them (DESIGN §3),
 //! users, API keys and the action history, in SQLite.
 //!
-//! `db` holds the SQL (the only SQL of the crate), `service` the rules; the
-//! background worker that runs the archive engine lives outside, in `worker`.
+//! `db` holds the SQL (the only SQL of the crate, with `schedules` and
+//! `verifications` for their tables), `service` the rules; the background
+//! worker that runs the archive engine lives outside, in `worker`.
 
 pub mod accounts;
 mod db;
 mod files;
 pub mod records;
+mod schedules;
 pub mod service;
 pub mod space;
 pub mod types;
+mod verifications;
 
 pub use accounts::Login;
 pub use files::unique_pattern;
-pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, User};
+pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, Schedule, User};
 pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
-pub use types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, UserId, Username};
+pub use types::{
+    ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, ScheduleId, UserId, Username,
+};
 
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, UserId};
+use super::types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, ScheduleId, UserId};
 
 /// A dump record, without its logs (they can be long; see `Registry::logs`).
 #[derive(Debug, Clone, FromRow)]
@@ -28,6 +28,12 @@ pub struct Dump {
     pub created_by: Option<UserId>,
     /// Username of `created_by` (joined).
     pub creator: Option<String>,
+    /// Created by a schedule (it has a run in `schedule_runs`).
+    pub scheduled: bool,
+    /// When its archive was last verified, if ever.
+    pub verified_at: Option<OffsetDateTime>,
+    /// What the last verification found wrong; `None` if good or never verified.
+    pub verify_error: Option<String>,
 }
 
 impl Dump {
@@ -43,6 +49,11 @@ impl Dump {
 
     pub fn checksum(&self) -> Option<Checksum> {
         self.checksum.as_deref().and_then(|c| c.parse().ok())
+    }
+
+    /// Its last verification found the archive bad: it is never served.
+    pub fn is_corrupt(&self) -> bool {
+        self.verify_error.is_some()
     }
 }
 
@@ -100,4 +111,37 @@ pub struct Action {
     pub detail: String,
     pub username: Option<String>,
     pub key_name: Option<String>,
+    /// The creation of a dump by a schedule.
+    pub scheduled: bool,
+}
+
+/// A schedule with its latest run and that run's dump.
+#[derive(Debug, Clone, FromRow)]
+pub struct Schedule {
+    pub id: ScheduleId,
+    /// A 5-field cron expression, read in `timezone`.
+    pub cron: String,
+    pub with_data: bool,
+    pub with_storages: bool,
+    /// An IANA time zone name.
+    pub timezone: String,
+    pub enabled: bool,
+    pub created_at: OffsetDateTime,
+    /// Due times before this are never run (set again when re-enabled).
+    pub active_since: OffsetDateTime,
+    pub last_due_at: Option<OffsetDateTime>,
+    pub last_dump_id: Option<i64>,
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl Schedule {
+    pub fn option_set(&self) -> Result<OptionSet, String> {
+        OptionSet::new(self.with_data, self.with_storages)
+    }
+
+    /// The last run's dump failed.
+    pub fn last_failed(&self) -> bool {
+        self.last_status.as_deref() == Some("failed")
+    }
 }

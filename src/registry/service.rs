@@ -57,6 +57,8 @@ pub struct Registry {
     auto_purge: bool,
     /// Wakes the job worker when a dump is created.
     wake: Arc<Notify>,
+    /// Webhook of `[notify]`.
+    notifier: crate::notify::Notifier,
 }
 
 impl Registry {
@@ -84,6 +86,7 @@ impl Registry {
             filename_pattern: Arc::new(config.dump.filename.clone()),
             auto_purge: config.dump.auto_purge,
             wake: Arc::new(Notify::new()),
+            notifier: crate::notify::Notifier::new(&config.notify),
         })
     }
 
@@ -112,6 +115,10 @@ impl Registry {
 
     pub(crate) fn wake(&self) -> &Notify {
         &self.wake
+    }
+
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
     }
 
     /// A write transaction that takes the write lock at once, so two of them

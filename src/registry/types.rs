@@ -50,6 +50,11 @@ pub struct UserId(i64);
 #[sqlx(transparent)]
 pub struct ApiKeyId(i64);
 
+/// Primary key of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct ScheduleId(i64);
+
 macro_rules! plain_id {
     ($t:ident, $what:literal) => {
         impl $t {
@@ -81,6 +86,7 @@ macro_rules! plain_id {
 
 plain_id!(UserId, "a user id");
 plain_id!(ApiKeyId, "an API key id");
+plain_id!(ScheduleId, "a schedule id");
 
 /// `created` → `pending` → `processed` | `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

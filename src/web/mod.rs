@@ -140,6 +140,12 @@ impl Server {
             shutdown,
         } = self;
         let jobs = tokio::spawn(worker.run());
+        // Schedules and the periodic verification of stored archives.
+        let checks = crate::schedule::spawn_tasks(
+            state.registry.clone(),
+            state.config.dump.verify_every,
+            shutdown.clone(),
+        );
         let cleanup = {
             let (store, shutdown) = (store.clone(), shutdown.clone());
             let registry = state.registry.clone();
@@ -169,6 +175,9 @@ impl Server {
         shutdown.cancel();
         let jobs = jobs.await;
         let _ = cleanup.await;
+        for task in checks {
+            let _ = task.await;
+        }
         served.map_err(|e| Error::io("serve", "listener", e))?;
         jobs.map_err(|e| Error::Internal(format!("the job worker failed: {e}")))
     }

@@ -85,7 +85,23 @@ impl Dump {
         }
     }
     pub fn creator_name(&self) -> &str {
-        self.creator.as_deref().unwrap_or("command line")
+        match (&self.creator, self.scheduled) {
+            (Some(name), _) => name,
+            (None, true) => "scheduled",
+            (None, false) => "command line",
+        }
+    }
+    /// The last verification, for the detail page.
+    pub fn verification(&self) -> String {
+        match (&self.verified_at, &self.verify_error) {
+            (None, _) => "never".into(),
+            (Some(at), None) => format!("{}: good", display_time(*at)),
+            (Some(at), Some(e)) => format!("{}: corrupt ({e})", display_time(*at)),
+        }
+    }
+    /// The archive can be verified: it is on disk.
+    pub fn verifiable(&self) -> bool {
+        self.status == crate::registry::DumpStatus::Processed && self.purged_at.is_none()
     }
     pub fn filename_str(&self) -> &str {
         self.filename.as_deref().unwrap_or("—")
@@ -132,6 +148,7 @@ impl Action {
         match (&self.username, &self.key_name) {
             (Some(u), _) => u.clone(),
             (None, Some(k)) => format!("API key “{k}”"),
+            (None, None) if self.scheduled => "scheduled".into(),
             (None, None) => "command line".into(),
         }
     }
@@ -228,4 +245,18 @@ pub struct UsersPage {
 pub struct ActionsPage {
     pub ctx: Ctx,
     pub actions: Vec<Action>,
+}
+
+#[derive(Template)]
+#[template(path = "schedules.html")]
+pub struct SchedulesPage {
+    pub ctx: Ctx,
+    pub schedules: Vec<crate::schedule::ScheduleView>,
+    /// The add form's values.
+    pub cron: String,
+    pub with_data: bool,
+    pub with_storages: bool,
+    pub timezone: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
 }

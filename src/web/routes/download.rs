@@ -37,6 +37,9 @@ pub async fn download(
         .download_target(id)
         .await?
         .ok_or(WebError::NotFound)?;
+    if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
+        return Ok(refusal);
+    }
     let counts = starts_a_download(&req);
     let res = serve_archive(req, &dump, &path).await?;
     if counts && res.status().is_success() {
@@ -78,6 +81,9 @@ pub async fn api_latest(
         .latest_target(set)
         .await?
         .ok_or(WebError::NotFound)?;
+    if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
+        return Ok(refusal);
+    }
     if starts_a_download(&req) {
         state
             .registry

@@ -192,7 +192,7 @@ pub async fn detail(
 ) -> WebResult<Response> {
     let id: DumpId = parse_id(&id)?;
     let dump = state.registry.dump(id).await?.ok_or(WebError::NotFound)?;
-    let downloadable = state.registry.download_target(id).await?.is_some();
+    let downloadable = state.registry.download_target(id).await?.is_some() && !dump.is_corrupt();
     let page = DumpDetailPage {
         ctx: staff.ctx().await?,
         dump,

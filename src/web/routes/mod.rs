@@ -6,6 +6,8 @@ mod admin;
 mod assets;
 mod download;
 mod dumps;
+mod schedules;
+mod verify;
 
 use axum::Router;
 use axum::extract::State;
@@ -33,6 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}/logs", get(dumps::logs))
         .route("/dumps/{id}/deprecate", post(dumps::deprecate))
         .route("/dumps/{id}/download", get(download::download))
+        .route("/dumps/{id}/verify", post(verify::verify))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route("/schedules/{id}/enable", post(schedules::enable))
+        .route("/schedules/{id}/disable", post(schedules::disable))
+        .route("/schedules/{id}/remove", post(schedules::remove))
         .route("/api/dumps/latest", get(download::api_latest))
         .route(
             "/api-keys",
@@ -46,10 +53,20 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async { WebError::NotFound })
 }
 
-/// Up, and the registry answers.
-async fn healthz(State(state): State<AppState>) -> WebResult<impl IntoResponse> {
+/// Up, and the registry answers; 503 with the reasons as JSON when an
+/// enabled schedule's last run failed or an available archive is corrupt.
+async fn healthz(State(state): State<AppState>) -> WebResult<axum::response::Response> {
     state.registry.ping().await?;
-    Ok("ok\n")
+    let problems = crate::health::problems(&state.registry).await?;
+    if problems.is_empty() {
+        return Ok("ok\n".into_response());
+    }
+    let body = serde_json::json!({ "status": "unhealthy", "reasons": problems });
+    Ok((
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 /// A path id that does not parse names nothing: 404.

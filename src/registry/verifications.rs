@@ -1,0 +1,93 @@
+//! Verifications of stored archives. They live in their own table: a
+//! finished dump's record never changes (rule 4); the latest verification of
+//! a dump is its state.
+
+use time::OffsetDateTime;
+
+use super::service::{Actor, Registry};
+use super::types::{DumpId, OptionSet};
+use super::{db, now, stamp};
+use crate::error::Result;
+
+impl Registry {
+    /// Record what a re-read found (`None`: the archive is good), with its
+    /// line in the action history.
+    pub async fn record_verification(
+        &self,
+        id: DumpId,
+        problem: Option<&str>,
+        actor: Actor,
+    ) -> Result<()> {
+        let detail = match problem {
+            None => "good".to_string(),
+            Some(p) => format!("corrupt: {p}"),
+        };
+        let now = now();
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO verifications (dump_id, at, ok, error) VALUES (?, ?, ?, ?)")
+            .bind(id.get())
+            .bind(&now)
+            .bind(problem.is_none())
+            .bind(problem)
+            .execute(&mut *tx)
+            .await?;
+        let (user, key) = (actor.user_id(), actor.key_id());
+        db::insert_action(&mut *tx, user, key, "verified", Some(id), &detail, &now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Dumps whose archive is on disk (processed, not purged);
+    /// `available_only` keeps the one downloadable dump of each set.
+    pub async fn stored_dumps(&self, available_only: bool) -> Result<Vec<DumpId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM dumps WHERE status = 'processed' AND purged_at IS NULL \
+             AND (? = 0 OR deprecated = 0) ORDER BY id",
+        )
+        .bind(available_only)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(DumpId::from).collect())
+    }
+
+    /// Available dumps last verified (never verified: processed) at or before `before`.
+    pub async fn verification_due(&self, before: OffsetDateTime) -> Result<Vec<DumpId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT d.id FROM dumps d WHERE d.status = 'processed' AND d.deprecated = 0 \
+             AND d.purged_at IS NULL AND COALESCE( \
+                 (SELECT MAX(v.at) FROM verifications v WHERE v.dump_id = d.id), d.processed_at) <= ? \
+             ORDER BY d.id",
+        )
+        .bind(stamp(before))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(DumpId::from).collect())
+    }
+
+    /// Is a dump of `set` waiting or running?
+    pub async fn dump_in_flight(&self, set: OptionSet) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dumps WHERE with_data = ? AND with_storages = ? \
+             AND status IN ('created', 'pending'))",
+        )
+        .bind(set.with_data())
+        .bind(set.with_storages())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// (dump, error) of the available dumps whose latest verification failed.
+    pub async fn corrupt_available(&self) -> Result<Vec<(DumpId, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT d.id, v.error FROM dumps d \
+             JOIN verifications v ON v.id = (SELECT MAX(id) FROM verifications WHERE dump_id = d.id) \
+             WHERE d.status = 'processed' AND d.deprecated = 0 AND v.ok = 0 ORDER BY d.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, e)| (DumpId::from(id), e))
+            .collect())
+    }
+}
