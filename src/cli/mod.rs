@@ -186,7 +186,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DIR")]
     pub download_destination: Option<PathBuf>,
     /// Skip fixture fields and models the database does not have, as `loaddata
-    /// --ignorenonexistent` (Diskette's spelling: --ignorenonexistent_data)
+    /// --ignorenonexistent` (the alias is Diskette's spelling)
     #[arg(long, visible_alias = "ignorenonexistent_data")]
     pub ignorenonexistent: bool,
 }
