@@ -15,7 +15,7 @@ pub mod types;
 pub use accounts::Login;
 pub use files::unique_pattern;
 pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, User};
-pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
+pub use service::{Actor, DEPRECATED_UNFINISHED, INTERRUPTED, RecoveryReport, Registry, checksum};
 pub use types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, UserId, Username};
 
 use time::OffsetDateTime;

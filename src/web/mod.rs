@@ -52,17 +52,18 @@ pub fn router(state: AppState, store: SqliteStore) -> Router {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
+    // The body limit sits inside the header layers: its 413 gets them too.
     routes::routes()
         .with_state(state)
         .layer(sessions)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            auth::FORM_LIMIT,
+        ))
         .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::REFERRER_POLICY, "same-origin"))
         .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            auth::FORM_LIMIT,
-        ))
 }
 
 /// A built server, bound but not yet serving.

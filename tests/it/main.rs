@@ -8,6 +8,7 @@ mod django_compat;
 mod dump_cli;
 mod faults_server;
 mod fetch;
+mod hardening_transfer;
 mod load_archives;
 mod load_hostile;
 mod roundtrip;
