@@ -541,6 +541,68 @@ mod tests {
         assert_eq!(origin_of(base), "http://h:8");
     }
 
+    fn sniff(body: &[u8], chunk: usize) -> std::result::Result<(), String> {
+        let mut sniffer = Sniffer::default();
+        for part in body.chunks(chunk) {
+            sniffer.feed(part)?;
+        }
+        sniffer.finish()
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn tar_gz() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_cksum();
+        b.append_data(&mut h, "manifest.json", &b"{}"[..]).unwrap();
+        gz(&b.into_inner().unwrap())
+    }
+
+    #[test]
+    fn sniffs_tar_gz_from_the_first_bytes() {
+        let good = tar_gz();
+        for chunk in [1, 7, 512, 1 << 20] {
+            assert_eq!(sniff(&good, chunk), Ok(()), "chunk {chunk}");
+        }
+        // Two members, as GNU tar reads them: the first decides.
+        let two = [good.clone(), gz(b"more")].concat();
+        assert_eq!(sniff(&two, 4096), Ok(()));
+        for (bad, what) in [
+            (Vec::new(), "empty"),
+            (b"<html>".to_vec(), "a page"),
+            (vec![0; 4096], "zeros"),
+            (gz(&[7u8; 4096]), "gzip, not tar"),
+            (gz(&[0u8; 1024]), "an empty tar"),
+            (gz(b"tiny"), "under one block"),
+            (good[..good.len() / 2].to_vec(), "truncated before a block"),
+        ] {
+            let err = sniff(&bad, 100).unwrap_err();
+            assert!(err.starts_with("not a"), "{what}: {err}");
+        }
+        // A gzip header that never ends: refused after SNIFF_LIMIT bytes.
+        let mut endless = vec![0x1f, 0x8b, 0x08, 0x08, 0, 0, 0, 0, 0, 0xff];
+        endless.resize(3 << 20, b'a');
+        let mut sniffer = Sniffer::default();
+        let mut fed = 0;
+        let err = endless
+            .chunks(64 * 1024)
+            .find_map(|part| {
+                fed += part.len() as u64;
+                sniffer.feed(part).err()
+            })
+            .expect("refused");
+        assert!(
+            fed <= SNIFF_LIMIT && err.starts_with(NOT_GZIP),
+            "{fed}: {err}"
+        );
+    }
+
     #[test]
     fn names_downloads_safely() {
         assert_eq!(file_name_for("http://h/d/x_1.tar.gz?k=v"), "x_1.tar.gz");
