@@ -285,8 +285,13 @@ impl Registry {
             return Ok(false);
         }
         tx.commit().await?;
-        if self.auto_purge {
-            self.purge().await?;
+        // The dump is processed whatever the purge does: an error here must
+        // not read as "not recorded" (its caller would delete the archive).
+        // A purge left unfinished is finished by the next one.
+        if self.auto_purge
+            && let Err(e) = self.purge().await
+        {
+            tracing::warn!(dump = %id, "purging replaced dumps: {}", crate::error::error_line(&e));
         }
         Ok(true)
     }
