@@ -268,6 +268,8 @@ pub struct LoadConfig {
     pub timeout: u64,
     /// Refuse an archive that unpacks to more than this many bytes.
     pub max_unpacked_bytes: u64,
+    /// Stop a download at this many bytes (at least 1).
+    pub max_download_bytes: u64,
     /// Refuse an archive with more than this many members.
     pub max_entries: u64,
 }
@@ -281,6 +283,9 @@ impl Default for LoadConfig {
             follow_redirects: false,
             timeout: 300,
             max_unpacked_bytes: 256 * 1024 * 1024 * 1024,
+            // An archive is about as large as what it unpacks to at most
+            // (media do not compress), so the same bound by default.
+            max_download_bytes: 256 * 1024 * 1024 * 1024,
             max_entries: 10_000_000,
         }
     }
@@ -410,6 +415,7 @@ impl Config {
             ("dump.concurrency", self.dump.concurrency as u64),
             ("server.session_minutes", self.server.session_minutes),
             ("load.timeout", self.load.timeout),
+            ("load.max_download_bytes", self.load.max_download_bytes),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key}: must be at least 1")));
@@ -559,6 +565,10 @@ mod tests {
         for (text, key) in [
             ("[server]\nsession_minutes = 0\n", "server.session_minutes"),
             ("[load]\ntimeout = 0\n", "load.timeout"),
+            (
+                "[load]\nmax_download_bytes = 0\n",
+                "load.max_download_bytes",
+            ),
             ("[dump]\nconcurrency = 0\n", "dump.concurrency"),
         ] {
             let e = parse(text).unwrap_err().to_string();

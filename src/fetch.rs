@@ -5,6 +5,11 @@
 //! a failed download leaves no file behind. Only the schemes of
 //! `[load] protocols` are used, for the URL and for every redirect; redirects
 //! are refused unless `[load] follow_redirects` is on.
+//!
+//! The body is checked as it arrives: its first bytes must be a gzip header
+//! and its first MiB must decompress to a tar header, else the download is
+//! abandoned (an error page or an endless stream never fills the disk). It
+//! stops at `[load] max_download_bytes`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,6 +23,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 
 const MAX_REDIRECTS: usize = 10;
+/// How much of a body may arrive before it must be known to be a tar.gz.
+const SNIFF_LIMIT: u64 = 1024 * 1024;
 const DEFAULT_NAME: &str = "diskette-download.tar.gz";
 
 /// What to download.
@@ -147,15 +154,18 @@ pub fn fetch_as(
     let expected_len = response
         .header("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = expected_len
+        && len > config.max_download_bytes
+    {
+        return Err(too_large(&url, config.max_download_bytes));
+    }
 
-    let (path, size, checksum) = save(
-        response,
-        &url,
+    let body = Body {
+        url: &url,
         expected_len,
-        dest_dir,
-        target.name,
-        progress,
-    )?;
+        max: config.max_download_bytes,
+    };
+    let (path, size, checksum) = save(response, &body, dest_dir, target.name, progress)?;
     Ok(Fetched {
         path,
         size,
@@ -233,16 +243,29 @@ fn follow(
     }
 }
 
+fn too_large(url: &str, max: u64) -> Error {
+    Error::Download(format!(
+        "{url}: the archive is larger than [load] max_download_bytes ({max} bytes)"
+    ))
+}
+
+/// What is known of a response body before it is read.
+struct Body<'a> {
+    url: &'a str,
+    expected_len: Option<u64>,
+    max: u64,
+}
+
 /// Stream the body into a temporary file in `dest_dir`, hashing it, then
 /// rename it to `name` (or `name-1`...), never over an existing file.
 fn save(
     response: ureq::Response,
-    url: &str,
-    expected_len: Option<u64>,
+    body: &Body<'_>,
     dest_dir: &Path,
     name: &str,
     progress: &dyn Progress,
 ) -> Result<(PathBuf, u64, String)> {
+    let (url, expected_len) = (body.url, body.expected_len);
     fs::create_dir_all(dest_dir).ctx("create directory", dest_dir)?;
     let mut part = tempfile::Builder::new()
         .prefix(".diskette-download-")
@@ -254,6 +277,7 @@ fn save(
     let mut reader = response.into_reader();
     let mut writer = HashingWriter::new(BufWriter::new(part.as_file_mut()));
     let mut buf = vec![0u8; 256 * 1024];
+    let mut sniffer = Sniffer::default();
     loop {
         let n = reader
             .read(&mut buf)
@@ -261,6 +285,12 @@ fn save(
         if n == 0 {
             break;
         }
+        if writer.written() + n as u64 > body.max {
+            return Err(too_large(url, body.max));
+        }
+        sniffer
+            .feed(&buf[..n])
+            .map_err(|m| Error::Download(format!("{url}: {m}")))?;
         writer.write_all(&buf[..n]).ctx("write", &part_path)?;
         progress.advance(n as u64, 0);
         if progress.is_cancelled() {
@@ -278,6 +308,9 @@ fn save(
             "{url}: the download broke off ({size} of {expected} bytes)"
         )));
     }
+    sniffer
+        .finish()
+        .map_err(|m| Error::Download(format!("{url}: {m}")))?;
     part.as_file().sync_all().ctx("write", &part_path)?;
     progress.advance(0, 1);
 
@@ -299,6 +332,115 @@ fn save(
         }
     };
     Ok((path, size, checksum))
+}
+
+/// Checks a body as it arrives: gzip magic in the first bytes, then a tar
+/// header (its checksum valid) in the first block it decompresses to, within
+/// the first `SNIFF_LIMIT` bytes. Only that much is decompressed.
+#[derive(Default)]
+struct Sniffer {
+    magic: Vec<u8>,
+    decoder: Option<flate2::write::GzDecoder<FirstBlock>>,
+    fed: u64,
+    done: bool,
+}
+
+/// Keeps the first tar block a decoder writes, drops the rest.
+#[derive(Default)]
+struct FirstBlock(Vec<u8>);
+
+impl Write for FirstBlock {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = 512usize.saturating_sub(self.0.len());
+        self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const NOT_GZIP: &str = "not a gzip archive";
+
+impl Sniffer {
+    fn feed(&mut self, mut bytes: &[u8]) -> std::result::Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        if self.magic.len() < 3 {
+            let take = bytes.len().min(3 - self.magic.len());
+            self.magic.extend_from_slice(&bytes[..take]);
+            if self.magic[..] != [0x1f, 0x8b, 0x08][..self.magic.len()] {
+                return Err(NOT_GZIP.into());
+            }
+            self.push(&bytes[..take])?;
+            bytes = &bytes[take..];
+        }
+        let room = (SNIFF_LIMIT - self.fed.min(SNIFF_LIMIT)) as usize;
+        self.push(&bytes[..bytes.len().min(room)])?;
+        self.check(false)
+    }
+
+    /// Decompress `bytes`; a decoder past the end of its gzip member takes
+    /// no more (what follows is the extractor's to judge).
+    fn push(&mut self, mut bytes: &[u8]) -> std::result::Result<(), String> {
+        let decoder = self
+            .decoder
+            .get_or_insert_with(|| flate2::write::GzDecoder::new(FirstBlock::default()));
+        self.fed += bytes.len() as u64;
+        while !bytes.is_empty() {
+            match decoder.write(bytes) {
+                Ok(0) => break,
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) => return Err(format!("{NOT_GZIP}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The body ended: what was decompressed must have been enough.
+    fn finish(&mut self) -> std::result::Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        if let Some(decoder) = &mut self.decoder {
+            decoder
+                .try_finish()
+                .map_err(|e| format!("{NOT_GZIP}: {e}"))?;
+        }
+        self.check(true)
+    }
+
+    fn check(&mut self, ended: bool) -> std::result::Result<(), String> {
+        let block = self.decoder.as_ref().map(|d| &d.get_ref().0[..]);
+        match block {
+            Some(block) if block.len() == 512 => {
+                if !is_tar_header(block) {
+                    return Err("not a tar.gz archive (no tar header where it begins)".into());
+                }
+                self.done = true;
+                self.decoder = None;
+                Ok(())
+            }
+            _ if ended && self.magic.len() < 3 => Err(NOT_GZIP.into()),
+            _ if ended => Err("not a tar.gz archive (it holds less than one tar block)".into()),
+            _ if self.fed >= SNIFF_LIMIT => Err(format!(
+                "{NOT_GZIP}: its first MiB decompresses to no tar header"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A tar header block whose checksum matches its bytes.
+fn is_tar_header(block: &[u8]) -> bool {
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(block);
+    let Ok(claimed) = header.cksum() else {
+        return false;
+    };
+    header.set_cksum();
+    header.cksum().is_ok_and(|computed| computed == claimed)
 }
 
 fn explained<'a>(target: &Target<'a>, code: u16) -> Option<&'a str> {
@@ -397,6 +539,68 @@ mod tests {
         assert_eq!(resolve(base, "d.tar.gz"), "http://h:8/a/b/d.tar.gz");
         assert_eq!(resolve("http://h", "d"), "http://h/d");
         assert_eq!(origin_of(base), "http://h:8");
+    }
+
+    fn sniff(body: &[u8], chunk: usize) -> std::result::Result<(), String> {
+        let mut sniffer = Sniffer::default();
+        for part in body.chunks(chunk) {
+            sniffer.feed(part)?;
+        }
+        sniffer.finish()
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn tar_gz() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_cksum();
+        b.append_data(&mut h, "manifest.json", &b"{}"[..]).unwrap();
+        gz(&b.into_inner().unwrap())
+    }
+
+    #[test]
+    fn sniffs_tar_gz_from_the_first_bytes() {
+        let good = tar_gz();
+        for chunk in [1, 7, 512, 1 << 20] {
+            assert_eq!(sniff(&good, chunk), Ok(()), "chunk {chunk}");
+        }
+        // Two members, as GNU tar reads them: the first decides.
+        let two = [good.clone(), gz(b"more")].concat();
+        assert_eq!(sniff(&two, 4096), Ok(()));
+        for (bad, what) in [
+            (Vec::new(), "empty"),
+            (b"<html>".to_vec(), "a page"),
+            (vec![0; 4096], "zeros"),
+            (gz(&[7u8; 4096]), "gzip, not tar"),
+            (gz(&[0u8; 1024]), "an empty tar"),
+            (gz(b"tiny"), "under one block"),
+            (good[..good.len() / 2].to_vec(), "truncated before a block"),
+        ] {
+            let err = sniff(&bad, 100).unwrap_err();
+            assert!(err.starts_with("not a"), "{what}: {err}");
+        }
+        // A gzip header that never ends: refused after SNIFF_LIMIT bytes.
+        let mut endless = vec![0x1f, 0x8b, 0x08, 0x08, 0, 0, 0, 0, 0, 0xff];
+        endless.resize(3 << 20, b'a');
+        let mut sniffer = Sniffer::default();
+        let mut fed = 0;
+        let err = endless
+            .chunks(64 * 1024)
+            .find_map(|part| {
+                fed += part.len() as u64;
+                sniffer.feed(part).err()
+            })
+            .expect("refused");
+        assert!(
+            fed <= SNIFF_LIMIT && err.starts_with(NOT_GZIP),
+            "{fed}: {err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `run_once` claims and runs one dump to its end; `run` loops over it with
 //! the configured concurrency until the shutdown token fires. A job sees the
 //! token through `Progress::is_cancelled`, so the engine stops between files,
-//! removes its temporary file, and the dump is recorded as failed.
+//! removes its temporary file, and the dump is recorded as failed. A job whose
+//! dump is deprecated while it runs is cancelled the same way (it learns of it
+//! when it writes its progress), and a result that arrives anyway is discarded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,9 @@ use crate::Config;
 use crate::dump::{DumpOptions, DumpOutcome};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::registry::{DumpId, Outcome, Registry, unique_pattern};
+use crate::registry::{
+    DEPRECATED_UNFINISHED, DumpId, INTERRUPTED, Outcome, Registry, unique_pattern,
+};
 
 /// The engine call, replaceable in tests (to inject failures).
 pub type Archiver =
@@ -121,11 +125,21 @@ impl Worker {
 
     /// Run the engine for a claimed (`pending`) dump and record the outcome.
     /// `echo` also receives the progress (the CLI's console).
+    ///
+    /// Whatever happens, the dump leaves `pending`: processed, or failed
+    /// (with the error, [`INTERRUPTED`] at shutdown, [`DEPRECATED_UNFINISHED`]
+    /// when it was deprecated meanwhile). Only a database that stays
+    /// unreachable leaves it to the recovery at the next start.
     pub async fn execute(&self, id: DumpId, echo: Option<Arc<dyn Progress>>) -> Result<()> {
-        let progress = Arc::new(JobProgress::new(self.shutdown.clone(), echo));
         let Some(dump) = self.registry.dump(id).await? else {
             return Ok(());
         };
+        // Its own token: a deprecation stops this job, a shutdown all of them.
+        let stop = self.shutdown.child_token();
+        let progress = Arc::new(JobProgress::new(stop.clone(), echo));
+        if dump.deprecated {
+            return self.fail(id, DEPRECATED_UNFINISHED, &progress).await;
+        }
         let set = dump.option_set();
         let opts = DumpOptions {
             with_data: set.with_data(),
@@ -147,58 +161,92 @@ impl Worker {
         tokio::pin!(job);
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut withdrawn = false;
         let result = loop {
             tokio::select! {
                 r = &mut job => break r,
                 _ = tick.tick() => {
                     let (bytes, files, logs) = progress.take();
-                    if let Err(e) = self.registry.record_progress(id, bytes, files, &logs).await {
-                        tracing::warn!(dump = %id, "recording progress: {}", crate::error::error_line(&e));
+                    match self.registry.record_progress(id, bytes, files, &logs).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Deprecated meanwhile: the engine stops at its next check.
+                            withdrawn = true;
+                            stop.cancel();
+                        }
+                        Err(e) => tracing::warn!(dump = %id, "recording progress: {}", crate::error::error_line(&e)),
                     }
                 }
             }
         };
-        let result = match result {
-            Ok(r) => r,
-            Err(join) => Err(Error::Internal(format!(
+        let result = result.unwrap_or_else(|join| {
+            Err(Error::Internal(format!(
                 "the dump job stopped unexpectedly: {join}"
-            ))),
-        };
-        match result {
+            )))
+        });
+        let finished = match result {
             Ok(outcome) => {
-                let checksum = crate::registry::checksum(&outcome.checksum)?;
-                progress.log(&format!(
-                    "Archive {} written: {} bytes, {} files, checksum {}",
-                    outcome.filename, outcome.size, outcome.files, checksum
-                ));
-                let (_, _, logs) = progress.take();
-                let recorded = Outcome {
-                    filename: &outcome.filename,
-                    size: outcome.size,
-                    checksum: &checksum,
-                    bytes: outcome.bytes,
-                    files: outcome.files,
-                    logs: &logs,
-                };
-                if !self.registry.mark_processed(id, &recorded).await? {
-                    // The record vanished or moved on: the file would be untracked.
+                let recorded = self.record(id, &outcome, &progress).await;
+                if !matches!(recorded, Ok(true)) {
+                    // Not recorded as processed: the file would be untracked.
                     let _ = std::fs::remove_file(&outcome.path);
                 }
-                tracing::info!(dump = %id, file = %outcome.filename, "dump processed");
+                match recorded {
+                    Ok(true) => {
+                        tracing::info!(dump = %id, file = %outcome.filename, "dump processed")
+                    }
+                    Ok(false) => tracing::warn!(dump = %id, "dump result discarded"),
+                    Err(e) => {
+                        let message = crate::error::error_line(&e);
+                        self.fail(id, &message, &progress).await?;
+                    }
+                }
+                Ok(())
             }
             Err(e) => {
                 let message = match e {
-                    Error::Cancelled => crate::registry::INTERRUPTED.to_string(),
+                    _ if withdrawn => DEPRECATED_UNFINISHED.to_string(),
+                    Error::Cancelled => INTERRUPTED.to_string(),
                     other => crate::error::error_line(&other),
                 };
-                progress.log(&format!("error: {message}"));
-                let (_, _, logs) = progress.take();
-                self.registry.mark_failed(id, &message, &logs).await?;
-                tracing::warn!(dump = %id, "dump failed: {message}");
+                self.fail(id, &message, &progress).await
             }
-        }
+        };
         // Webhook, in the background: the job does not wait for it.
         crate::notify::job_finished(&self.registry, id).await;
+        finished
+    }
+
+    /// Record a finished archive; false when the registry did not take it
+    /// (the dump was deprecated meanwhile, or its record moved on).
+    async fn record(
+        &self,
+        id: DumpId,
+        outcome: &DumpOutcome,
+        progress: &JobProgress,
+    ) -> Result<bool> {
+        let checksum = crate::registry::checksum(&outcome.checksum)?;
+        progress.log(&format!(
+            "Archive {} written: {} bytes, {} files, checksum {}",
+            outcome.filename, outcome.size, outcome.files, checksum
+        ));
+        let (_, _, logs) = progress.take();
+        let recorded = Outcome {
+            filename: &outcome.filename,
+            size: outcome.size,
+            checksum: &checksum,
+            bytes: outcome.bytes,
+            files: outcome.files,
+            logs: &logs,
+        };
+        self.registry.mark_processed(id, &recorded).await
+    }
+
+    async fn fail(&self, id: DumpId, message: &str, progress: &JobProgress) -> Result<()> {
+        progress.log(&format!("error: {message}"));
+        let (_, _, logs) = progress.take();
+        self.registry.mark_failed(id, message, &logs).await?;
+        tracing::warn!(dump = %id, "dump failed: {message}");
         Ok(())
     }
 }

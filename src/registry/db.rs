@@ -156,25 +156,25 @@ pub async fn claim<'c>(ex: impl SqliteExecutor<'c>, id: DumpId) -> sqlx::Result<
     Ok(done.rows_affected() == 1)
 }
 
-/// Progress and new log lines of a running job.
+/// Progress and new log lines of a running job; returns whether the dump is
+/// deprecated, None when it is not running any more.
 pub async fn record_progress<'c>(
     ex: impl SqliteExecutor<'c>,
     id: DumpId,
     bytes: u64,
     files: u64,
     new_logs: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
         "UPDATE dumps SET progress_bytes = ?, progress_files = ?, logs = logs || ? \
-         WHERE id = ? AND status = 'pending'",
+         WHERE id = ? AND status = 'pending' RETURNING deprecated",
     )
     .bind(bytes as i64)
     .bind(files as i64)
     .bind(new_logs)
     .bind(id.get())
-    .execute(ex)
-    .await?;
-    Ok(())
+    .fetch_optional(ex)
+    .await
 }
 
 /// Is there a processed dump of `set` newer than `id`?
@@ -194,7 +194,9 @@ pub async fn newer_processed_exists<'c>(
     .await
 }
 
-/// Deprecate every dump of `set` older than `id`; returns their ids.
+/// Deprecate every finished dump of `set` older than `id`; returns their ids.
+/// Older dumps still in flight are left alone: they are superseded when they
+/// finish (a deprecation while in flight means "cancel").
 pub async fn deprecate_older<'c>(
     ex: impl SqliteExecutor<'c>,
     set: OptionSet,
@@ -202,7 +204,7 @@ pub async fn deprecate_older<'c>(
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "UPDATE dumps SET deprecated = 1 WHERE with_data = ? AND with_storages = ? \
-         AND id < ? AND deprecated = 0 RETURNING id",
+         AND id < ? AND deprecated = 0 AND status IN ('processed', 'failed') RETURNING id",
     )
     .bind(set.with_data())
     .bind(set.with_storages())
@@ -251,6 +253,26 @@ pub async fn set_failed<'c>(
     .bind(now)
     .bind(error)
     .bind(logs)
+    .bind(id.get())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A dump no job has claimed yet fails at once; false if it was not queued.
+pub async fn fail_queued<'c>(
+    ex: impl SqliteExecutor<'c>,
+    id: DumpId,
+    error: &str,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE dumps SET status = 'failed', processed_at = ?, error = ?, logs = logs || ? \
+         WHERE id = ? AND status = 'created'",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(format!("{error}\n"))
     .bind(id.get())
     .execute(ex)
     .await?;

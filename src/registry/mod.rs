@@ -18,7 +18,7 @@ mod verifications;
 pub use accounts::Login;
 pub use files::unique_pattern;
 pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, Schedule, User};
-pub use service::{Actor, INTERRUPTED, RecoveryReport, Registry, checksum};
+pub use service::{Actor, DEPRECATED_UNFINISHED, INTERRUPTED, RecoveryReport, Registry, checksum};
 pub use types::{
     ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, ScheduleId, UserId, Username,
 };

@@ -47,6 +47,10 @@ impl Actor {
 pub const INTERRUPTED: &str =
     "interrupted: the process running this dump stopped before it finished";
 
+/// Message of dumps deprecated while queued or running: their job is
+/// cancelled, or its result discarded.
+pub const DEPRECATED_UNFINISHED: &str = "deprecated before it was processed";
+
 /// Handle on the registry; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
@@ -195,6 +199,22 @@ impl Registry {
         Ok((dumps, total))
     }
 
+    /// Page `page` (from 1) of `per_page` dumps, newest first, with the total
+    /// and the page shown: a page past the last one shows the last one.
+    pub async fn list_page(
+        &self,
+        filter: &DumpFilter,
+        per_page: i64,
+        page: u64,
+    ) -> Result<(Vec<Dump>, i64, i64)> {
+        let per_page = per_page.max(1);
+        let total = db::count_dumps(&self.pool, filter).await?;
+        let pages = ((total + per_page - 1) / per_page).max(1);
+        let page = i64::try_from(page).unwrap_or(i64::MAX).clamp(1, pages);
+        let dumps = db::list_dumps(&self.pool, filter, per_page, (page - 1) * per_page).await?;
+        Ok((dumps, total, page))
+    }
+
     pub async fn available(&self, set: OptionSet) -> Result<Option<Dump>> {
         Ok(db::available_dump(&self.pool, set).await?)
     }
@@ -231,25 +251,37 @@ impl Registry {
         Ok(id)
     }
 
+    /// Write a running job's progress. False when the job is no longer
+    /// wanted (deprecated, or its record moved on): it should stop.
     pub async fn record_progress(
         &self,
         id: DumpId,
         bytes: u64,
         files: u64,
         new_logs: &str,
-    ) -> Result<()> {
-        Ok(db::record_progress(&self.pool, id, bytes, files, new_logs).await?)
+    ) -> Result<bool> {
+        let deprecated = db::record_progress(&self.pool, id, bytes, files, new_logs).await?;
+        Ok(deprecated == Some(false))
     }
 
     /// Rule 2: the processed dump becomes the available one of its set and
     /// every older dump of the set is deprecated, in one transaction; if a
     /// newer dump of the set was processed first, this one is deprecated at once.
     /// Then rule 5: purge, after the commit.
+    ///
+    /// A dump deprecated while it ran is not processed: it fails with
+    /// [`DEPRECATED_UNFINISHED`] and the available dump of its set stays.
+    /// False when the outcome was not recorded: the caller deletes its file.
     pub async fn mark_processed(&self, id: DumpId, outcome: &Outcome<'_>) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let Some(dump) = db::get_dump(&mut *tx, id).await? else {
             return Ok(false);
         };
+        if dump.deprecated {
+            db::set_failed(&mut *tx, id, DEPRECATED_UNFINISHED, outcome.logs, &now()).await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
         let set = dump.option_set();
         let superseded = db::newer_processed_exists(&mut *tx, set, id).await?;
         if !superseded {
@@ -260,8 +292,13 @@ impl Registry {
             return Ok(false);
         }
         tx.commit().await?;
-        if self.auto_purge {
-            self.purge().await?;
+        // The dump is processed whatever the purge does: an error here must
+        // not read as "not recorded" (its caller would delete the archive).
+        // A purge left unfinished is finished by the next one.
+        if self.auto_purge
+            && let Err(e) = self.purge().await
+        {
+            tracing::warn!(dump = %id, "purging replaced dumps: {}", crate::error::error_line(&e));
         }
         Ok(true)
     }
@@ -275,12 +312,15 @@ impl Registry {
     }
 
     /// Rule 3 (deprecation only goes one way) and rule 5 (purge after it).
+    /// A queued dump deprecated here fails at once, so no job ever takes it;
+    /// a running one is stopped by its job, which sees the flag.
     /// Returns how many dumps changed.
     pub async fn deprecate(&self, ids: &[DumpId], actor: Actor) -> Result<usize> {
         let mut tx = self.write_tx().await?;
         let mut changed = 0;
         for &id in ids {
             if db::deprecate(&mut *tx, id).await? {
+                db::fail_queued(&mut *tx, id, DEPRECATED_UNFINISHED, &now()).await?;
                 changed += 1;
                 db::insert_action(
                     &mut *tx,

@@ -52,20 +52,40 @@ pub fn router(state: AppState, store: SqliteStore) -> Router {
         .with_secure(state.config.server.secure_cookies)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(state.config.server.session_lifetime()));
+    protect(routes::routes().with_state(state).layer(sessions))
+}
+
+/// The layers every response passes through, errors included. The body
+/// limit and the panic guard sit inside the header layers: their 413 and 500
+/// get the headers too.
+fn protect(app: Router) -> Router {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
-    routes::routes()
-        .with_state(state)
-        .layer(sessions)
-        .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
-        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header(header::REFERRER_POLICY, "same-origin"))
-        .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            auth::FORM_LIMIT,
-        ))
+    app.layer(tower_http::limit::RequestBodyLimitLayer::new(
+        auth::FORM_LIMIT,
+    ))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        panic_response,
+    ))
+    .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
+    .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+    .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+    .layer(header(header::REFERRER_POLICY, "same-origin"))
+    .layer(header(header::CACHE_CONTROL, "no-store"))
+}
+
+/// A handler that panicked (a bug) still answers: the 500 page, its cause
+/// logged under a request id.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    error::WebError::Internal(Error::Internal(format!("a handler panicked: {message}")))
+        .into_response()
 }
 
 /// A built server, bound but not yet serving.
@@ -180,5 +200,39 @@ impl Server {
         }
         served.map_err(|e| Error::io("serve", "listener", e))?;
         jobs.map_err(|e| Error::Internal(format!("the job worker failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_security_headers() {
+        let app = protect(Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("injected");
+                }
+                "never"
+            }),
+        ));
+        let req = Request::get("/boom").body(Body::empty()).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+        assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("Request id: ") && !text.contains("injected"),
+            "{text}"
+        );
     }
 }

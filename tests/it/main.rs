@@ -10,6 +10,7 @@ mod dump_cli;
 mod faults_server;
 mod fetch;
 mod hardening_auth;
+mod hardening_transfer;
 mod load_archives;
 mod load_hostile;
 mod roundtrip;

@@ -3,8 +3,14 @@
 //! registry row, then hand the request to `ServeFile`, which streams in
 //! constant memory and answers HEAD, single ranges (206/416) and
 //! conditional requests.
+//!
+//! `ServeFile` ignores `If-Range` and answers 416 to a `Range` it cannot
+//! parse, so the `Range` header is dropped first when RFC 9110 says to
+//! ignore it (14.2, 13.1.5): a resumed download then gets the whole current
+//! archive, never a slice of another one.
 
 use std::path::Path as FsPath;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -40,6 +46,8 @@ pub async fn download(
     if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
         return Ok(refusal);
     }
+    let mut req = req;
+    drop_ignored_range(&mut req, &dump, &path);
     let counts = starts_a_download(&req);
     let res = serve_archive(req, &dump, &path).await?;
     if counts && res.status().is_success() {
@@ -66,7 +74,7 @@ fn flag(v: Option<&str>) -> WebResult<bool> {
 pub async fn api_latest(
     State(state): State<AppState>,
     Query(q): Query<LatestQuery>,
-    req: Request,
+    mut req: Request,
 ) -> WebResult<Response> {
     let key = bearer(req.headers()).ok_or(WebError::Unauthorized)?;
     let key = state
@@ -84,6 +92,7 @@ pub async fn api_latest(
     if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
         return Ok(refusal);
     }
+    drop_ignored_range(&mut req, &dump, &path);
     if starts_a_download(&req) {
         state
             .registry
@@ -97,6 +106,58 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Remove a `Range` header the server must ignore: one that does not parse,
+/// or one whose `If-Range` validator is not the current archive's (an ETag
+/// compared strongly, so a weak one never matches; a date only when it is
+/// exactly the file's modification time and that time is a strong validator).
+fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
+    let headers = req.headers();
+    let Some(range) = headers.get(header::RANGE) else {
+        return;
+    };
+    let parses = range
+        .to_str()
+        .is_ok_and(|r| http_range_header::parse_range_header(r).is_ok());
+    let current = match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(v) => v
+            .to_str()
+            .is_ok_and(|v| if_range_matches(v.trim(), dump, path)),
+    };
+    if !parses || !current {
+        req.headers_mut().remove(header::RANGE);
+    }
+    req.headers_mut().remove(header::IF_RANGE);
+}
+
+fn if_range_matches(validator: &str, dump: &Dump, path: &FsPath) -> bool {
+    if validator.starts_with('"') || validator.starts_with("W/") {
+        return dump
+            .checksum()
+            .is_some_and(|c| validator == format!("\"{c}\""));
+    }
+    let (Ok(date), Ok(modified)) = (
+        httpdate::parse_http_date(validator),
+        std::fs::metadata(path).and_then(|m| m.modified()),
+    ) else {
+        return false;
+    };
+    // What `Last-Modified` shows: whole seconds.
+    let shown = httpdate::parse_http_date(&httpdate::fmt_http_date(modified));
+    // A modification time less than a second old may still change within
+    // that second: a weak validator (RFC 9110 8.8.2.2).
+    let strong = modified + Duration::from_secs(1) <= SystemTime::now();
+    strong && shown.is_ok_and(|shown| shown == date)
+}
+
+/// `If-None-Match` compares weakly (RFC 9110 13.1.2): `W/"x"` matches `"x"`.
+fn none_match(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// A GET of the whole file or of its first bytes: what the history counts.
@@ -115,7 +176,7 @@ async fn serve_archive(req: Request, dump: &Dump, path: &FsPath) -> WebResult<Re
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| none_match(v, &etag));
     let mut res = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

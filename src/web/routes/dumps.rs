@@ -68,22 +68,28 @@ fn choices(current: Option<&str>, options: &[(&str, &str)]) -> Vec<Choice> {
         .collect()
 }
 
+/// `?page=`: a whole number from 1; one too large for any integer type is
+/// simply past the last page (the registry clamps it).
+fn page_number(raw: Option<&str>) -> WebResult<u64> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(1),
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && p.bytes().any(|b| b != b'0') => {
+            Ok(p.parse().unwrap_or(u64::MAX))
+        }
+        Some(p) => Err(WebError::BadRequest(format!(
+            "page {p:?} is not a page number (a whole number from 1)"
+        ))),
+    }
+}
+
 pub async fn list(
     staff: Staff,
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> WebResult<Response> {
     let filter = q.filter();
-    let page = q
-        .page
-        .as_deref()
-        .and_then(|p| p.parse::<i64>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let (dumps, total) = state
-        .registry
-        .list(&filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        .await?;
+    let page = page_number(q.page.as_deref())?;
+    let (dumps, total, page) = state.registry.list_page(&filter, PAGE_SIZE, page).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let set_options: Vec<(&str, &str)> = std::iter::once(("", "Any"))
         .chain(OptionSet::ALL.iter().map(|o| (o.key(), o.label())))
