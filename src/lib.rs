@@ -4,7 +4,6 @@
 //! The archive engine (`dump`, `load`) is shared by the CLI and the web service's
 //! background jobs.
 
-pub mod appconf;
 pub mod apps;
 pub mod archive;
 pub mod checksum;
@@ -12,11 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dump;
-pub mod dumpdata;
 pub mod engine;
 pub mod error;
 pub mod fetch;
-pub mod generate;
 pub mod health;
 pub mod load;
 pub mod notify;

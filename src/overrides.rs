@@ -29,7 +29,7 @@ impl DumpOverrides {
     pub fn apply(&self, config: &Config, with_storages: bool) -> Result<Config> {
         let mut config = config.clone();
         if let Some(path) = &self.appconf {
-            config.apps = crate::appconf::read(path)?;
+            config.apps = crate::apps::appconf::read(path)?;
         }
         let mut names = SettingNames::CONFIG;
         if !self.storages.is_empty() {

@@ -137,7 +137,7 @@ pub struct AppsArgs {
     pub excludes: Vec<String>,
     /// With --generate: toml for a configuration, json for dump --appconf [default: toml]
     #[arg(long, value_enum, value_name = "FORMAT", requires = "generate")]
-    pub format: Option<crate::generate::Format>,
+    pub format: Option<crate::apps::generate::Format>,
     /// With --generate: write the definitions into this file instead of printing them
     #[arg(long, value_name = "PATH", requires = "generate")]
     pub destination: Option<PathBuf>,
@@ -233,7 +233,7 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
     if args.no_archive {
         print!(
             "{}",
-            crate::dumpdata::script(config, args.destination.as_deref())?
+            crate::apps::dumpdata::script(config, args.destination.as_deref())?
         );
         return Ok(());
     }
@@ -281,8 +281,9 @@ fn run_apps(config: &Config, args: AppsArgs, quiet: bool) -> Result<()> {
         print!("{}", crate::apps::describe(config)?);
         return Ok(());
     }
-    let format = args.format.unwrap_or(crate::generate::Format::Toml);
-    let (text, warnings) = crate::generate::generate(config, &args.apps, &args.excludes, format)?;
+    let format = args.format.unwrap_or(crate::apps::generate::Format::Toml);
+    let (text, warnings) =
+        crate::apps::generate::generate(config, &args.apps, &args.excludes, format)?;
     for w in warnings {
         eprintln!("warning: {w}");
     }

@@ -213,7 +213,7 @@ mod tests {
 ]
 "#
         );
-        let read = crate::appconf::parse(&render(&sample(), Format::Json)).unwrap();
+        let read = crate::apps::appconf::parse(&render(&sample(), Format::Json)).unwrap();
         assert_eq!(read.len(), 3);
         assert_eq!(read[1].models, sample()[1].models);
         assert!(read.iter().all(|a| a.natural_foreign));

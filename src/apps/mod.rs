@@ -3,6 +3,13 @@
 //! Labels come from the database (see `engine::sql::catalog`): Django's
 //! content types and table naming, the contrib tables, `[data] labels`; a
 //! database without content types falls back to `app_model` table names.
+//! Beside them: Diskette's JSON definitions (`appconf`), definitions generated
+//! from a database (`generate`), and the `dumpdata` lines Diskette would run
+//! (`dumpdata`).
+
+pub mod appconf;
+pub mod dumpdata;
+pub mod generate;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
