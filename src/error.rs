@@ -78,6 +78,11 @@ pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     line.replace('\n', " ")
 }
 
+/// An error of the application database (the built-in engine's SQLite).
+pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
+    Error::Data(e.to_string())
+}
+
 /// Attach a path and an action to an `io::Result`.
 pub trait IoContext<T> {
     fn ctx(self, action: &'static str, path: impl AsRef<Path>) -> Result<T>;

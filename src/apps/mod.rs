@@ -18,7 +18,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{AppConfig, Config};
 use crate::engine::sql::catalog::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, sql_err};
 
 /// A table of the application database and its model label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,18 +30,9 @@ pub struct Table {
 
 impl Table {
     pub fn new(name: &str, overrides: &BTreeMap<String, String>) -> Table {
-        let label = match overrides.get(name) {
-            Some(l) => l.to_lowercase(),
-            None => match name.split_once('_') {
-                Some((app, model)) if !app.is_empty() && !model.is_empty() => {
-                    format!("{app}.{model}").to_lowercase()
-                }
-                _ => format!("{name}.{name}").to_lowercase(),
-            },
-        };
         Table {
             name: name.to_string(),
-            label,
+            label: crate::engine::sql::catalog::label_by_table_name(name, overrides),
         }
     }
 
@@ -141,10 +132,6 @@ pub fn list_tables(conn: &rusqlite::Connection) -> Result<Vec<String>> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(sql_err)?;
     Ok(names)
-}
-
-pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
-    Error::Data(e.to_string())
 }
 
 /// Open the application database of the built-in engine, read-only.

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::Connection;
 
 use super::schema::TableSchema;
-use crate::apps::sql_err;
 use crate::error::Result;
+use crate::error::sql_err;
 
 /// Contrib models whose tables don't follow `{app_label}_{model}`.
 const CONTRIB_TABLES: &[(&str, &str)] = &[
@@ -357,7 +357,21 @@ fn base_label(
             .find(|l| l.replacen('.', "_", 1) == table)
             .cloned(),
         None if NOT_MODELS.contains(&table) => None,
-        None => Some(crate::apps::Table::new(table, labels).label),
+        None => Some(label_by_table_name(table, labels)),
+    }
+}
+
+/// A label from the table name alone, where the database has no content
+/// types: `[data] labels` first, else `app_model` split at its first `_`.
+pub fn label_by_table_name(table: &str, overrides: &BTreeMap<String, String>) -> String {
+    match overrides.get(table) {
+        Some(l) => l.to_lowercase(),
+        None => match table.split_once('_') {
+            Some((app, model)) if !app.is_empty() && !model.is_empty() => {
+                format!("{app}.{model}").to_lowercase()
+            }
+            _ => format!("{table}.{table}").to_lowercase(),
+        },
     }
 }
 

@@ -20,7 +20,7 @@ use super::catalog::Catalog;
 use super::natural::NaturalKeys;
 use super::schema::{no_pk_message, quote_ident};
 use super::values::{Datetimes, sql_value};
-use crate::apps::sql_err;
+use crate::error::sql_err;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 

@@ -20,8 +20,9 @@ mod values;
 mod tests;
 
 use crate::Config;
-use crate::apps::{Engine, ResolvedApp, sql_err};
+use crate::apps::{Engine, ResolvedApp};
 use crate::engine::DataFile;
+use crate::error::sql_err;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 

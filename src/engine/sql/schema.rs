@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 use super::values::ColumnKind;
-use crate::apps::sql_err;
+use crate::error::sql_err;
 use crate::error::{Error, Result};
 
 pub fn quote_ident(name: &str) -> String {
