@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the manifest parser and the archive reader for a bounded time each,
-# seeded with the hostile corpus. Not run in CI.
+# seeded with the Diskette 0.6.0 reference archives of the test suite. Not
+# run in CI.
 #
 #   bash bench/fuzz.sh [SECONDS_PER_TARGET]     (default 300)
 #
@@ -17,9 +18,7 @@ trap 'rm -rf "$corpus"' EXIT
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 mkdir -p "$corpus/archive" "$corpus/manifest"
-python3 ../shared/fixtures/make_hostile.py "$corpus/hostile" --skip-slow >/dev/null
-cp "$corpus"/hostile/*.tar.gz "$corpus/archive/"
-cp ../shared/fixtures/diskette-0.6.0/*.tar.gz "$corpus/archive/"
+cp tests/fixtures/diskette-0.6.0/*.tar.gz "$corpus/archive/"
 for f in "$corpus"/archive/*.tar.gz; do
   tar xzOf "$f" manifest.json > "$corpus/manifest/$(basename "$f" .tar.gz).json" 2>/dev/null || true
 done
