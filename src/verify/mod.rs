@@ -136,10 +136,11 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
         tracing::error!(dump = %id, "archive verification failed: {problem}");
         registry.notifier().verification_failed(&dump, problem);
         let set = dump.option_set();
-        if dump.is_available() && !registry.dump_in_flight(set).await? {
-            let new = registry.create_dump(set, Actor::System).await?;
+        if dump.is_available() {
+            replacement = registry.queue_replacement(set).await?;
+        }
+        if let Some(new) = replacement {
             tracing::warn!(dump = %id, replacement = %new, "a fresh dump replaces the corrupt one");
-            replacement = Some(new);
         }
     } else {
         tracing::info!(dump = %id, entries = verdict.entries, "archive verified");
