@@ -154,21 +154,22 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
 }
 
 /// Verify the dumps `diskette verify` names: one, every stored one (`all`),
-/// or by default the available ones.
+/// or by default the available ones. A dump that cannot be verified does not
+/// stop the others: each gets its outcome.
 pub async fn verify_selected(
     registry: &Registry,
     id: Option<DumpId>,
     all: bool,
-) -> Result<Vec<Report>> {
+) -> Result<Vec<(DumpId, Result<Report>)>> {
     let ids = match id {
         Some(id) => vec![id],
         None => registry.stored_dumps(!all).await?,
     };
-    let mut reports = Vec::new();
+    let mut outcomes = Vec::new();
     for id in ids {
-        reports.push(verify_dump(registry, id, Actor::System).await?);
+        outcomes.push((id, verify_dump(registry, id, Actor::System).await));
     }
-    Ok(reports)
+    Ok(outcomes)
 }
 
 /// The periodic check: every available dump not verified for `every`.
