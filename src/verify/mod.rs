@@ -195,7 +195,9 @@ pub async fn run_periodic(registry: Registry, every: Every, shutdown: Cancellati
     let Some(every) = every.0 else {
         return;
     };
-    let pause = every.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    // A period is at least a second (zero is `never`); look again at
+    // least every minute.
+    let pause = every.min(Duration::from_secs(60));
     loop {
         // A verification under way at shutdown is abandoned unrecorded.
         tokio::select! {
