@@ -283,8 +283,8 @@ pub async fn fail_queued<'c>(
 /// process: they stay for the worker.
 pub async fn running_dumps<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Dump>> {
     sqlx::query_as(&select_dumps("WHERE d.status = 'pending' ORDER BY d.id"))
-    .fetch_all(ex)
-    .await
+        .fetch_all(ex)
+        .await
 }
 
 /// Every archive name a record holds.

@@ -281,7 +281,10 @@ async fn a_schedule_whose_dump_cannot_be_created_does_not_stop_the_others() {
     .await
     .unwrap();
     let start = OffsetDateTime::now_utc();
-    let due = Plan::new("* * * * *", "UTC").unwrap().next_due(start).unwrap();
+    let due = Plan::new("* * * * *", "UTC")
+        .unwrap()
+        .next_due(start)
+        .unwrap();
     let scheduler = Scheduler::new(registry.clone(), fixed(start));
     let runs = scheduler.tick(due).await.unwrap();
     assert_eq!(runs.len(), 1);

@@ -289,5 +289,8 @@ async fn a_refused_dump_does_not_stop_the_others() {
     let e = all[0].1.as_ref().unwrap_err();
     assert!(e.to_string().contains("not a file name"), "{e}");
     assert_eq!(all[1].0, id);
-    assert!(!all[1].1.as_ref().unwrap().is_ok(), "the corrupt one was checked");
+    assert!(
+        !all[1].1.as_ref().unwrap().is_ok(),
+        "the corrupt one was checked"
+    );
 }

@@ -510,7 +510,11 @@ models = [
     let out = run(dir, &args);
     assert!(!out.success());
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("exists (--force replaces it)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("exists (--force replaces it)"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fs::read_to_string(&target).unwrap(), "mine");
     let out = run(dir, &[&args[..], &["--force"]].concat());
     assert!(out.success(), "{}", out.stderr);

@@ -385,7 +385,11 @@ async fn a_replacement_queued_by_verify_without_a_server_runs_at_the_next_start(
         tokio::task::spawn_blocking(move || diskette(&config_path).args(args).output().unwrap())
     };
     let saved = run(&["dump", "--save", "--no-storages"]).await.unwrap();
-    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
     let config = load_config(&config_path, &[]);
     let archive = {
         let registry = Registry::open(&config).await.unwrap();
