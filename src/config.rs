@@ -570,6 +570,8 @@ mod tests {
                 "load.max_download_bytes",
             ),
             ("[dump]\nconcurrency = 0\n", "dump.concurrency"),
+            ("[notify]\ntimeout = 0\n", "notify.timeout"),
+            ("[notify]\nattempts = 0\n", "notify.attempts"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("at least 1"), "{e}");

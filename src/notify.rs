@@ -48,6 +48,9 @@ impl NotifyConfig {
         if self.attempts == 0 {
             return Err(Error::Config("notify.attempts: must be at least 1".into()));
         }
+        if self.timeout == 0 {
+            return Err(Error::Config("notify.timeout: must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -107,14 +110,14 @@ impl Notifier {
             return Notifier::default();
         };
         let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(config.timeout.max(1)))
+            .timeout(Duration::from_secs(config.timeout))
             .redirects(0)
             .build();
         Notifier {
             inner: Some(Arc::new(Inner {
                 url,
                 on_processed: config.on_processed,
-                attempts: config.attempts.max(1),
+                attempts: config.attempts,
                 agent,
                 first_pause,
                 pending: Mutex::new(Vec::new()),

@@ -141,6 +141,9 @@ pub struct AppsArgs {
     /// With --generate: write the definitions into this file instead of printing them
     #[arg(long, value_name = "PATH", requires = "generate")]
     pub destination: Option<PathBuf>,
+    /// With --destination: replace the file if it exists
+    #[arg(long, requires = "destination")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -290,7 +293,7 @@ fn run_apps(config: &Config, args: AppsArgs, quiet: bool) -> Result<()> {
     match &args.destination {
         None => print!("{text}"),
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| Error::io("write", path, e))?;
+            write_whole(path, &text, args.force)?;
             console_log(
                 quiet,
                 &format!("Definitions written into {}", path.display()),
@@ -298,6 +301,39 @@ fn run_apps(config: &Config, args: AppsArgs, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Write `text` into a temporary file beside `path`, renamed into place: a
+/// reader never sees half a file. An existing file is kept unless `force`.
+fn write_whole(path: &std::path::Path, text: &str, force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let exists = || Error::Usage(format!("{} exists (--force replaces it)", path.display()));
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(exists());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".diskette-tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a file in", dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    let placed = if force {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
+    match placed {
+        Ok(_) => Ok(()),
+        Err(e) if !force && e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(e) => Err(Error::io("write", path, e.error)),
+    }
 }
 
 fn run_load(config: &Config, args: LoadArgs, quiet: bool) -> Result<()> {

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_line};
 use crate::registry::{DumpId, Registry};
 
 #[derive(Debug, Args)]
@@ -27,12 +27,26 @@ pub fn run(config: &Config, args: VerifyArgs, quiet: bool) -> Result<()> {
         let reports = crate::verify::verify_selected(&registry, id, args.all).await;
         // The webhook events of corrupt archives leave before the exit.
         registry.notifier().flush().await;
-        let reports = reports?;
-        if reports.is_empty() && !quiet {
+        let outcomes = reports?;
+        if outcomes.is_empty() && !quiet {
             eprintln!("No stored archive to verify.");
         }
-        let mut corrupt = Vec::new();
-        for r in &reports {
+        let (mut corrupt, mut unverified) = (Vec::new(), Vec::new());
+        for (dump, outcome) in outcomes {
+            let r = match outcome {
+                Ok(r) => r,
+                Err(e) if id.is_some() => return Err(e),
+                // Deprecated or purged meanwhile: nothing left to check.
+                Err(Error::Usage(m)) => {
+                    println!("dump {dump}: not verified: {m}");
+                    continue;
+                }
+                Err(e) => {
+                    println!("dump {dump}: not verified: {}", error_line(&e));
+                    unverified.push(dump.to_string());
+                    continue;
+                }
+            };
             match &r.problem {
                 None => println!("dump {}: good ({} entries)", r.dump, r.entries),
                 Some(problem) => {
@@ -44,13 +58,17 @@ pub fn run(config: &Config, args: VerifyArgs, quiet: bool) -> Result<()> {
                 }
             }
         }
-        if corrupt.is_empty() {
+        let mut problems = Vec::new();
+        if !corrupt.is_empty() {
+            problems.push(format!("corrupt dump(s): {}", corrupt.join(", ")));
+        }
+        if !unverified.is_empty() {
+            problems.push(format!("dump(s) not verified: {}", unverified.join(", ")));
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::Usage(format!(
-                "corrupt dump(s): {}",
-                corrupt.join(", ")
-            )))
+            Err(Error::Usage(problems.join("; ")))
         }
     })
 }

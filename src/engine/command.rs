@@ -53,6 +53,13 @@ impl CommandApp {
         } else {
             Stdio::from(File::open(path).ctx("open", path)?)
         };
+        if config.data.ignore_nonexistent {
+            // The command loads the fixture its own way: the flag cannot reach it.
+            progress.warn(&format!(
+                "--ignorenonexistent does not apply to {:?}: it is loaded by its load_command",
+                self.name
+            ));
+        }
         let mut cmd = self.command(config, &argv);
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
@@ -243,5 +250,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot run"), "{e}");
+    }
+
+    #[test]
+    fn ignorenonexistent_is_named_as_not_applying_to_a_load_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = dir.path().join("x.json");
+        std::fs::write(&fixture, "[]").unwrap();
+        let load = |ignore: bool| {
+            let mut config = cfg(dir.path(), 0);
+            config.data.ignore_nonexistent = ignore;
+            let app = CommandApp {
+                name: "shop".into(),
+                argv: vec!["cat".into()],
+                app: app("shop"),
+            };
+            let rec = Recorder::default();
+            app.load(&config, &fixture, &rec).unwrap();
+            rec.lines()
+        };
+        let warned = |lines: &[String]| {
+            lines
+                .iter()
+                .any(|l| l.starts_with("warning: --ignorenonexistent") && l.contains("\"shop\""))
+        };
+        assert!(warned(&load(true)), "{:?}", load(true));
+        assert!(!warned(&load(false)));
     }
 }

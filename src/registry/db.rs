@@ -279,13 +279,12 @@ pub async fn fail_queued<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Dumps not finished yet.
-pub async fn in_flight_dumps<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Dump>> {
-    sqlx::query_as(&select_dumps(
-        "WHERE d.status IN ('created', 'pending') ORDER BY d.id",
-    ))
-    .fetch_all(ex)
-    .await
+/// Dumps a process was writing. Queued (`created`) ones are held by no
+/// process: they stay for the worker.
+pub async fn running_dumps<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result<Vec<Dump>> {
+    sqlx::query_as(&select_dumps("WHERE d.status = 'pending' ORDER BY d.id"))
+        .fetch_all(ex)
+        .await
 }
 
 /// Every archive name a record holds.
@@ -295,15 +294,15 @@ pub async fn recorded_filenames<'c>(ex: impl SqliteExecutor<'c>) -> sqlx::Result
         .await
 }
 
-/// Dumps a dead process left in flight: they become `failed`. Returns their ids.
-pub async fn fail_in_flight<'c>(
+/// Dumps a dead process was writing: they become `failed`. Returns their ids.
+pub async fn fail_running<'c>(
     ex: impl SqliteExecutor<'c>,
     error: &str,
     now: &str,
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "UPDATE dumps SET status = 'failed', processed_at = ?, error = ?, \
-         logs = logs || ? WHERE status IN ('created', 'pending') RETURNING id",
+         logs = logs || ? WHERE status = 'pending' RETURNING id",
     )
     .bind(now)
     .bind(error)

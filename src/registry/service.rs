@@ -394,12 +394,13 @@ impl Registry {
         Ok(purged)
     }
 
-    /// Rule 8, at start-up: dumps left in flight become failed, orphan
+    /// Rule 8, at start-up: dumps left running become failed (queued ones
+    /// stay for the worker), orphan
     /// temporary files go, pending purges finish.
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let mut tx = self.write_tx().await?;
-        let interrupted = db::in_flight_dumps(&mut *tx).await?;
-        let failed = db::fail_in_flight(&mut *tx, INTERRUPTED, &now()).await?;
+        let interrupted = db::running_dumps(&mut *tx).await?;
+        let failed = db::fail_running(&mut *tx, INTERRUPTED, &now()).await?;
         tx.commit().await?;
         let temp_files = remove_orphan_temp_files(&self.dump_dir)?;
         // An archive renamed into place just before the process died, whose

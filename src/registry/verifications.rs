@@ -64,16 +64,28 @@ impl Registry {
         Ok(ids.into_iter().map(DumpId::from).collect())
     }
 
-    /// Is a dump of `set` waiting or running?
-    pub async fn dump_in_flight(&self, set: OptionSet) -> Result<bool> {
-        Ok(sqlx::query_scalar(
+    /// Queue a fresh dump of `set` unless one is waiting or running; the
+    /// check and the insert share one write transaction, so two instances
+    /// never queue two. Returns the new dump.
+    pub async fn queue_replacement(&self, set: OptionSet) -> Result<Option<DumpId>> {
+        let now = now();
+        let mut tx = self.write_tx().await?;
+        let in_flight: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM dumps WHERE with_data = ? AND with_storages = ? \
              AND status IN ('created', 'pending'))",
         )
         .bind(set.with_data())
         .bind(set.with_storages())
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        if in_flight {
+            return Ok(None);
+        }
+        let id = db::insert_dump(&mut *tx, set, None, &now).await?;
+        db::insert_action(&mut *tx, None, None, "created", Some(id), set.label(), &now).await?;
+        tx.commit().await?;
+        self.wake().notify_one();
+        Ok(Some(id))
     }
 
     /// (dump, error) of the available dumps whose latest verification failed.

@@ -167,14 +167,25 @@ impl Scheduler {
             if due < s.active_since || s.last_due_at.is_some_and(|l| due <= l) {
                 continue;
             }
-            let set = s.option_set().map_err(Error::Usage)?;
-            if let Some(dump) = self.registry.create_scheduled_dump(s.id, set, due).await? {
-                tracing::info!(schedule = %s.id, dump = %dump, due = %due, "scheduled dump created");
-                created.push(ScheduledRun {
-                    schedule_id: s.id,
-                    due,
-                    dump,
-                });
+            // One bad schedule does not stop the others.
+            let set = match s.option_set() {
+                Ok(set) => set,
+                Err(e) => {
+                    tracing::warn!(schedule = %s.id, "schedule skipped: {e}");
+                    continue;
+                }
+            };
+            match self.registry.create_scheduled_dump(s.id, set, due).await {
+                Ok(Some(dump)) => {
+                    tracing::info!(schedule = %s.id, dump = %dump, due = %due, "scheduled dump created");
+                    created.push(ScheduledRun {
+                        schedule_id: s.id,
+                        due,
+                        dump,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(schedule = %s.id, "schedule skipped: {}", error_line(&e)),
             }
         }
         Ok(created)

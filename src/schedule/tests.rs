@@ -265,3 +265,29 @@ async fn the_schema_keeps_one_run_per_due_time() {
     assert!(verification(1, Some("x")).await.is_err());
     assert!(verification(0, Some("x")).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_schedule_whose_dump_cannot_be_created_does_not_stop_the_others() {
+    let (_dir, config) = site();
+    let registry = Registry::open(&config).await.unwrap();
+    let bad = add_every_minute(&registry).await;
+    let good = add_every_minute(&registry).await;
+    // The registry refuses the runs of the first schedule.
+    sqlx::query(&format!(
+        "CREATE TRIGGER refuse BEFORE INSERT ON schedule_runs WHEN NEW.schedule_id = {bad} \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    ))
+    .execute(registry.pool())
+    .await
+    .unwrap();
+    let start = OffsetDateTime::now_utc();
+    let due = Plan::new("* * * * *", "UTC")
+        .unwrap()
+        .next_due(start)
+        .unwrap();
+    let scheduler = Scheduler::new(registry.clone(), fixed(start));
+    let runs = scheduler.tick(due).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].schedule_id, good);
+    assert_eq!(dump_count(&registry).await, 1);
+}

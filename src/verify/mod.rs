@@ -136,10 +136,11 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
         tracing::error!(dump = %id, "archive verification failed: {problem}");
         registry.notifier().verification_failed(&dump, problem);
         let set = dump.option_set();
-        if dump.is_available() && !registry.dump_in_flight(set).await? {
-            let new = registry.create_dump(set, Actor::System).await?;
+        if dump.is_available() {
+            replacement = registry.queue_replacement(set).await?;
+        }
+        if let Some(new) = replacement {
             tracing::warn!(dump = %id, replacement = %new, "a fresh dump replaces the corrupt one");
-            replacement = Some(new);
         }
     } else {
         tracing::info!(dump = %id, entries = verdict.entries, "archive verified");
@@ -153,21 +154,22 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
 }
 
 /// Verify the dumps `diskette verify` names: one, every stored one (`all`),
-/// or by default the available ones.
+/// or by default the available ones. A dump that cannot be verified does not
+/// stop the others: each gets its outcome.
 pub async fn verify_selected(
     registry: &Registry,
     id: Option<DumpId>,
     all: bool,
-) -> Result<Vec<Report>> {
+) -> Result<Vec<(DumpId, Result<Report>)>> {
     let ids = match id {
         Some(id) => vec![id],
         None => registry.stored_dumps(!all).await?,
     };
-    let mut reports = Vec::new();
+    let mut outcomes = Vec::new();
     for id in ids {
-        reports.push(verify_dump(registry, id, Actor::System).await?);
+        outcomes.push((id, verify_dump(registry, id, Actor::System).await));
     }
-    Ok(reports)
+    Ok(outcomes)
 }
 
 /// The periodic check: every available dump not verified for `every`.
@@ -193,7 +195,9 @@ pub async fn run_periodic(registry: Registry, every: Every, shutdown: Cancellati
     let Some(every) = every.0 else {
         return;
     };
-    let pause = every.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    // A period is at least a second (zero is `never`); look again at
+    // least every minute.
+    let pause = every.min(Duration::from_secs(60));
     loop {
         // A verification under way at shutdown is abandoned unrecorded.
         tokio::select! {

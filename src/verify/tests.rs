@@ -265,5 +265,32 @@ async fn only_stored_archives_can_be_verified() {
         .unwrap_err();
     assert!(e.to_string().contains("created"), "{e}");
     let all = verify_selected(&registry, None, true).await.unwrap();
-    assert_eq!(all.iter().map(|r| r.dump).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(all.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![id]);
+}
+
+#[tokio::test]
+async fn a_refused_dump_does_not_stop_the_others() {
+    let (_dir, registry, _config, id, path) = processed_dump().await;
+    // A deprecated record whose file name is no plain name: refused. It
+    // comes first, before the corrupt one.
+    let refused: i64 = sqlx::query_scalar(
+        "INSERT INTO dumps (id, created_at, processed_at, status, with_data, with_storages, \
+         deprecated, filename, size, checksum) VALUES (0, '2020-01-01T00:00:00Z', \
+         '2020-01-01T00:00:00Z', 'processed', 0, 1, 1, '../x.tar.gz', 1, ?) RETURNING id",
+    )
+    .bind("c".repeat(128))
+    .fetch_one(registry.pool())
+    .await
+    .unwrap();
+    flip_a_byte(&path);
+    let all = verify_selected(&registry, None, true).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].0, DumpId::from(refused));
+    let e = all[0].1.as_ref().unwrap_err();
+    assert!(e.to_string().contains("not a file name"), "{e}");
+    assert_eq!(all[1].0, id);
+    assert!(
+        !all[1].1.as_ref().unwrap().is_ok(),
+        "the corrupt one was checked"
+    );
 }

@@ -505,6 +505,26 @@ models = [
         written,
         serde_json::json!([["blog", {"natural_foreign": true, "models": ["blog.category", "blog.tag"]}]])
     );
+    // An existing file is kept, unless --force.
+    fs::write(&target, "mine").unwrap();
+    let out = run(dir, &args);
+    assert!(!out.success());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("exists (--force replaces it)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "mine");
+    let out = run(dir, &[&args[..], &["--force"]].concat());
+    assert!(out.success(), "{}", out.stderr);
+    assert!(fs::read_to_string(&target).unwrap().contains("blog.tag"));
+    let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".diskette-tmp-"))
+        .collect();
+    assert!(names.is_empty(), "no temporary file left: {names:?}");
 
     let out = run(dir, &["apps", "--generate", "--app", "blgo"]);
     assert!(!out.success());

@@ -304,3 +304,20 @@ async fn an_unreachable_webhook_changes_nothing_for_the_dump() {
     assert!(app.dump(id).await.is_available());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_queue_one_replacement() {
+    let (_dir, config_path) = workspace();
+    let config = load_config(&config_path, &[]);
+    let first = diskette::registry::Registry::open(&config).await.unwrap();
+    let second = diskette::registry::Registry::open(&config).await.unwrap();
+    let set = diskette::registry::OptionSet::BOTH;
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        let (a, b) = tokio::join!(first.queue_replacement(set), second.queue_replacement(set));
+        queued.extend([a.unwrap(), b.unwrap()].into_iter().flatten());
+    }
+    let (dumps, _) = first.list(&Default::default(), 10, 0).await.unwrap();
+    assert_eq!(dumps.len(), 1, "one dump queued: {queued:?}");
+    assert_eq!(queued, vec![dumps[0].id]);
+}

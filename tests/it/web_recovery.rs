@@ -59,24 +59,28 @@ async fn start_up_recovers_what_a_dead_process_left() {
     std::fs::write(dumps.join(&unrelated), b"another option set").unwrap();
 
     let app = spawn_on(dir, &config_path, Setup::default()).await;
-    for id in [created, pending] {
-        let d = app.dump(id).await;
-        assert_eq!(d.status, DumpStatus::Failed, "dump {id}");
-        assert!(d.error.as_deref().unwrap().contains("interrupted"));
-        assert!(
-            app.registry
-                .logs(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .contains("interrupted")
-        );
-    }
+    let d = app.dump(pending).await;
+    assert_eq!(d.status, DumpStatus::Failed);
+    assert!(d.error.as_deref().unwrap().contains("interrupted"));
+    assert!(
+        app.registry
+            .logs(pending)
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("interrupted")
+    );
+    // The queued dump was held by no process: the worker takes it.
+    assert_eq!(app.wait_finished(created).await, DumpStatus::Processed);
+    assert!(app.archive_path(&app.dump(created).await).is_file());
     let old = app.dump(stale.into()).await;
     assert!(old.purged_at.is_some(), "the pending purge finished");
+    let created_file = app.dump(created).await.filename.unwrap();
+    let mut kept = vec!["README.txt".to_string(), created_file, unrelated];
+    kept.sort();
     assert_eq!(
         app.dump_dir_entries(),
-        vec!["README.txt".to_string(), unrelated],
+        kept,
         "orphans removed, the rest kept"
     );
 
@@ -371,4 +375,43 @@ async fn demo_starts_the_product() {
         list.contains(&format!("href=\"/dumps/{id}\"")),
         "the first run's dump is listed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_queued_by_verify_without_a_server_runs_at_the_next_start() {
+    let (dir, config_path) = workspace();
+    let run = |args: &'static [&'static str]| {
+        let config_path = config_path.clone();
+        tokio::task::spawn_blocking(move || diskette(&config_path).args(args).output().unwrap())
+    };
+    let saved = run(&["dump", "--save", "--no-storages"]).await.unwrap();
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let config = load_config(&config_path, &[]);
+    let archive = {
+        let registry = Registry::open(&config).await.unwrap();
+        let (dumps, _) = registry.list(&Default::default(), 10, 0).await.unwrap();
+        let name = dumps[0].filename.clone().unwrap();
+        registry.pool().close().await;
+        config.dump.path.join(name)
+    };
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = run(&["verify"]).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replaced by the new dump"));
+
+    let app = spawn_on(dir, &config_path, Setup::default()).await;
+    let (dumps, _) = app.registry.list(&Default::default(), 10, 0).await.unwrap();
+    assert_eq!(dumps.len(), 2, "the corrupt dump and its replacement");
+    let fresh = dumps.iter().map(|d| d.id).max().unwrap();
+    assert_eq!(app.wait_finished(fresh).await, DumpStatus::Processed);
+    let fresh = app.dump(fresh).await;
+    assert!(fresh.with_data && !fresh.with_storages);
+    app.stop().await;
 }

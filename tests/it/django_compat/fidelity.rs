@@ -230,20 +230,38 @@ fn data_files(archive: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// A record with every decimal string as its number: SQLite's `decimal`
-/// columns keep no scale (`"12.5"` for Django's `"12.50"`).
+/// A record with every decimal string in one form: SQLite's `decimal`
+/// columns keep no scale (`"12.5"` for Django's `"12.50"`). Strings stay
+/// strings and numbers stay numbers, so a decimal written as a JSON number
+/// differs from Django's string.
 fn numbers(v: &Value) -> Value {
     match v {
-        Value::String(s) if s.parse::<f64>().is_ok() && s.contains('.') => {
-            json!(s.parse::<f64>().unwrap())
-        }
-        Value::String(s) if s.len() < 16 && s.parse::<i64>().is_ok() => {
-            json!(s.parse::<f64>().unwrap())
-        }
+        Value::String(s) => Value::String(decimal(s).unwrap_or_else(|| s.clone())),
         Value::Array(items) => Value::Array(items.iter().map(numbers).collect()),
         Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), numbers(v))).collect(),
         other => other.clone(),
     }
+}
+
+/// `"-012.50"` → `"-12.5"`; `None` when `s` is no plain decimal.
+fn decimal(s: &str) -> Option<String> {
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s), |d| ("-", d));
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !plain(int) || !plain(frac) {
+        return None;
+    }
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        i => i,
+    };
+    let frac = frac.trim_end_matches('0');
+    let zero = int == "0" && frac.is_empty();
+    let sign = if zero { "" } else { sign };
+    Some(match frac {
+        "" => format!("{sign}{int}"),
+        f => format!("{sign}{int}.{f}"),
+    })
 }
 
 /// Each fixture of `ours` holds the records of `theirs`, in the same order.
@@ -349,6 +367,17 @@ fn assert_same_tables(left: &Tables, right: &Tables, what: &str) {
 }
 
 // ---------------------------------------------------------------------------
+
+#[test]
+fn decimals_compare_by_value_and_json_types_must_match() {
+    let same = |a: Value, b: Value| numbers(&a) == numbers(&b);
+    assert!(same(json!({"p": "12.50"}), json!({"p": "12.5"})));
+    assert!(same(json!(["-0.0", "007"]), json!(["0", "7"])));
+    assert!(!same(json!({"p": "12.50"}), json!({"p": 12.5})));
+    assert!(!same(json!({"p": "12"}), json!({"p": 12})));
+    assert!(!same(json!("12.5"), json!("12.51")));
+    assert!(!same(json!("1e3"), json!("1000")));
+}
 
 #[test]
 fn our_fixtures_hold_what_diskette_dump_writes() {
