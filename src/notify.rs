@@ -9,48 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+pub use crate::config::NotifyConfig;
 use crate::registry::{Dump, DumpId, DumpStatus, Registry};
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Where events are POSTed (http:// or https://); none: no notification.
-    pub webhook_url: Option<String>,
-    /// Also send an event when a dump is processed.
-    pub on_processed: bool,
-    /// Delivery attempts per event (the first try included).
-    pub attempts: u32,
-    /// Timeout of one attempt, in seconds.
-    pub timeout: u64,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            webhook_url: None,
-            on_processed: false,
-            attempts: 4,
-            timeout: 10,
-        }
-    }
-}
-
-impl NotifyConfig {
-    pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(Error::Config(format!(
-                "notify.webhook_url: {url:?} is not an http:// or https:// URL"
-            )));
-        }
-        if self.attempts == 0 {
-            return Err(Error::Config("notify.attempts: must be at least 1".into()));
-        }
-        Ok(())
-    }
-}
 
 /// The JSON body of a webhook call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

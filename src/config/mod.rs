@@ -5,6 +5,10 @@
 //! (`dump.compression_level: invalid type ...`). Relative paths resolve
 //! against the directory of the configuration file.
 
+pub mod every;
+pub mod filename;
+pub mod notify;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+pub use every::Every;
+pub use notify::NotifyConfig;
 
 /// Environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "DISKETTE_CONFIG";
@@ -37,7 +43,7 @@ pub struct Config {
     pub data: DataConfig,
     pub apps: Vec<AppConfig>,
     pub load: LoadConfig,
-    pub notify: crate::notify::NotifyConfig,
+    pub notify: NotifyConfig,
 }
 
 /// How datetime columns are stored in the application database.
@@ -150,7 +156,7 @@ pub struct DumpConfig {
     /// Compression threads; 0: one per core.
     pub threads: usize,
     /// How often available archives are re-verified (`"1d"`, `"12h"`, `"never"`).
-    pub verify_every: crate::verify::Every,
+    pub verify_every: Every,
 }
 
 impl Default for DumpConfig {
@@ -302,7 +308,7 @@ struct RawConfig {
     data: DataConfig,
     apps: Vec<AppConfig>,
     load: LoadConfig,
-    notify: crate::notify::NotifyConfig,
+    notify: NotifyConfig,
 }
 
 impl Config {
@@ -428,7 +434,7 @@ impl Config {
             )));
         }
         self.notify.validate()?;
-        crate::archive::filename::validate_pattern(&self.dump.filename)
+        filename::validate_pattern(&self.dump.filename)
             .map_err(|m| Error::Config(format!("dump.filename: {m}")))?;
         for proto in &self.load.protocols {
             if !matches!(proto.as_str(), "http://" | "https://") {
@@ -635,7 +641,7 @@ mod tests {
 
     #[test]
     fn example_file_is_valid() {
-        let c = parse(include_str!("../diskette.example.toml")).unwrap();
+        let c = parse(include_str!("../../diskette.example.toml")).unwrap();
         assert_eq!(c.apps.len(), 2);
         assert_eq!(c.dump.mode().unwrap(), 0o644);
         assert_eq!(c.data_database().unwrap(), Path::new("/srv/site/app.db"));
