@@ -10,7 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 pub use crate::config::NotifyConfig;
-use crate::registry::{Dump, DumpId, DumpStatus, Registry};
+
+/// The event of a failed dump job.
+pub const DUMP_FAILED: &str = "dump_failed";
+/// The event of a processed dump job, sent with `on_processed`.
+pub const DUMP_PROCESSED: &str = "dump_processed";
+/// The event of an archive found corrupt.
+pub const VERIFICATION_FAILED: &str = "verification_failed";
 
 /// The JSON body of a webhook call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,20 +30,6 @@ pub struct Event {
     pub error: Option<String>,
     pub checksum: Option<String>,
     pub at: String,
-}
-
-impl Event {
-    fn of(event: &str, dump: &Dump, error: Option<&str>) -> Event {
-        Event {
-            event: event.into(),
-            dump_id: dump.id.get(),
-            option_set: dump.option_set().key().into(),
-            status: dump.status.as_str().into(),
-            error: error.map(str::to_string),
-            checksum: dump.checksum.clone(),
-            at: crate::registry::now(),
-        }
-    }
 }
 
 /// Sends events; cheap to clone. Without a URL, it does nothing.
@@ -82,22 +74,16 @@ impl Notifier {
         }
     }
 
-    /// A finished dump job: `dump_failed`, or `dump_processed` when asked for.
-    pub fn dump_finished(&self, dump: &Dump) {
+    /// A finished dump job's event: `dump_failed` always, `dump_processed`
+    /// only with `on_processed`.
+    pub fn dump_finished(&self, event: Event) {
         let Some(inner) = &self.inner else {
             return;
         };
-        match dump.status {
-            DumpStatus::Failed => self.send(Event::of("dump_failed", dump, dump.error.as_deref())),
-            DumpStatus::Processed if inner.on_processed => {
-                self.send(Event::of("dump_processed", dump, None))
-            }
-            _ => {}
+        if event.event == DUMP_PROCESSED && !inner.on_processed {
+            return;
         }
-    }
-
-    pub fn verification_failed(&self, dump: &Dump, problem: &str) {
-        self.send(Event::of("verification_failed", dump, Some(problem)));
+        self.send(event);
     }
 
     /// Deliver `event` in the background (inside a Tokio runtime).
@@ -177,13 +163,4 @@ async fn deliver(inner: Arc<Inner>, event: Event) -> bool {
         }
     }
     false
-}
-
-/// After a dump job: notify its outcome. Never fails the job.
-pub async fn job_finished(registry: &Registry, id: DumpId) {
-    match registry.dump(id).await {
-        Ok(Some(dump)) => registry.notifier().dump_finished(&dump),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(dump = %id, "webhook not sent: {}", crate::error::error_line(&e)),
-    }
 }

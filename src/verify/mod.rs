@@ -78,7 +78,9 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
     let mut replacement = None;
     if let Some(problem) = &problem {
         tracing::error!(dump = %id, "archive verification failed: {problem}");
-        registry.notifier().verification_failed(&dump, problem);
+        registry
+            .notifier()
+            .send(dump.event(crate::notify::VERIFICATION_FAILED, Some(problem)));
         let set = dump.option_set();
         if dump.is_available() && !registry.dump_in_flight(set).await? {
             let new = registry.create_dump(set, Actor::System).await?;
