@@ -9,51 +9,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
-use crate::registry::{Dump, DumpId, DumpStatus, Registry};
+pub use crate::config::NotifyConfig;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Where events are POSTed (http:// or https://); none: no notification.
-    pub webhook_url: Option<String>,
-    /// Also send an event when a dump is processed.
-    pub on_processed: bool,
-    /// Delivery attempts per event (the first try included).
-    pub attempts: u32,
-    /// Timeout of one attempt, in seconds.
-    pub timeout: u64,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            webhook_url: None,
-            on_processed: false,
-            attempts: 4,
-            timeout: 10,
-        }
-    }
-}
-
-impl NotifyConfig {
-    pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(Error::Config(format!(
-                "notify.webhook_url: {url:?} is not an http:// or https:// URL"
-            )));
-        }
-        if self.attempts == 0 {
-            return Err(Error::Config("notify.attempts: must be at least 1".into()));
-        }
-        if self.timeout == 0 {
-            return Err(Error::Config("notify.timeout: must be at least 1".into()));
-        }
-        Ok(())
-    }
-}
+/// The event of a failed dump job.
+pub const DUMP_FAILED: &str = "dump_failed";
+/// The event of a processed dump job, sent with `on_processed`.
+pub const DUMP_PROCESSED: &str = "dump_processed";
+/// The event of an archive found corrupt.
+pub const VERIFICATION_FAILED: &str = "verification_failed";
 
 /// The JSON body of a webhook call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,20 +30,6 @@ pub struct Event {
     pub error: Option<String>,
     pub checksum: Option<String>,
     pub at: String,
-}
-
-impl Event {
-    fn of(event: &str, dump: &Dump, error: Option<&str>) -> Event {
-        Event {
-            event: event.into(),
-            dump_id: dump.id.get(),
-            option_set: dump.option_set().key().into(),
-            status: dump.status.as_str().into(),
-            error: error.map(str::to_string),
-            checksum: dump.checksum.clone(),
-            at: crate::registry::now(),
-        }
-    }
 }
 
 /// Sends events; cheap to clone. Without a URL, it does nothing.
@@ -125,22 +74,16 @@ impl Notifier {
         }
     }
 
-    /// A finished dump job: `dump_failed`, or `dump_processed` when asked for.
-    pub fn dump_finished(&self, dump: &Dump) {
+    /// A finished dump job's event: `dump_failed` always, `dump_processed`
+    /// only with `on_processed`.
+    pub fn dump_finished(&self, event: Event) {
         let Some(inner) = &self.inner else {
             return;
         };
-        match dump.status {
-            DumpStatus::Failed => self.send(Event::of("dump_failed", dump, dump.error.as_deref())),
-            DumpStatus::Processed if inner.on_processed => {
-                self.send(Event::of("dump_processed", dump, None))
-            }
-            _ => {}
+        if event.event == DUMP_PROCESSED && !inner.on_processed {
+            return;
         }
-    }
-
-    pub fn verification_failed(&self, dump: &Dump, problem: &str) {
-        self.send(Event::of("verification_failed", dump, Some(problem)));
+        self.send(event);
     }
 
     /// Deliver `event` in the background (inside a Tokio runtime).
@@ -220,13 +163,4 @@ async fn deliver(inner: Arc<Inner>, event: Event) -> bool {
         }
     }
     false
-}
-
-/// After a dump job: notify its outcome. Never fails the job.
-pub async fn job_finished(registry: &Registry, id: DumpId) {
-    match registry.dump(id).await {
-        Ok(Some(dump)) => registry.notifier().dump_finished(&dump),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(dump = %id, "webhook not sent: {}", crate::error::error_line(&e)),
-    }
 }

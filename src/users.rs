@@ -1,5 +1,7 @@
-//! Password hashing (Argon2id with the OWASP parameters) and API key secrets.
+//! Passwords (as typed, hashed with Argon2id and the OWASP parameters) and
+//! API key secrets.
 
+use std::fmt;
 use std::sync::OnceLock;
 
 use argon2::Argon2;
@@ -7,8 +9,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::registry::Password;
-
 /// Argon2id v19, m=19456 KiB, t=2, p=1: the crate's defaults are OWASP's minimum.
 fn argon2() -> Argon2<'static> {
     Argon2::default()
@@ -114,6 +114,45 @@ pub fn read_password(from_stdin: bool, prompt: &str) -> Result<Password> {
     Password::new(password).map_err(Error::Usage)
 }
 
+/// A password as typed: not empty, at most 1 KiB (hashing cost stays bounded).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub const MAX_BYTES: usize = 1024;
+
+    pub fn new(s: String) -> Result<Self, String> {
+        if s.is_empty() {
+            Err("the password is empty".into())
+        } else if s.len() > Self::MAX_BYTES {
+            Err(format!(
+                "the password is longer than {} bytes",
+                Self::MAX_BYTES
+            ))
+        } else {
+            Ok(Password(s))
+        }
+    }
+
+    /// A password chosen for a new account or a change: at least 8 characters.
+    pub fn new_strong(s: String) -> Result<Self, String> {
+        if s.chars().count() < 8 {
+            return Err("the password must have at least 8 characters".into());
+        }
+        Self::new(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +180,13 @@ mod tests {
         assert_eq!(a.len(), 68);
         assert_eq!(hash_api_key(&a).len(), 64);
         assert_ne!(hash_api_key(&a), a);
+    }
+
+    #[test]
+    fn password_limits() {
+        assert!(Password::new(String::new()).is_err());
+        assert!(Password::new("x".repeat(1025)).is_err());
+        assert!(Password::new_strong("short".into()).is_err());
+        assert!(format!("{:?}", Password::new("secret".into()).unwrap()).contains("***"));
     }
 }

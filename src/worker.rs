@@ -213,7 +213,7 @@ impl Worker {
             }
         };
         // Webhook, in the background: the job does not wait for it.
-        crate::notify::job_finished(&self.registry, id).await;
+        notify_finished(&self.registry, id).await;
         finished
     }
 
@@ -319,5 +319,18 @@ impl Progress for JobProgress {
     }
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+}
+
+/// After a dump job: notify its outcome. Never fails the job.
+async fn notify_finished(registry: &Registry, id: DumpId) {
+    match registry.dump(id).await {
+        Ok(Some(dump)) => {
+            if let Some(event) = dump.finished_event() {
+                registry.notifier().dump_finished(event);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(dump = %id, "webhook not sent: {}", crate::error::error_line(&e)),
     }
 }

@@ -2,10 +2,12 @@
 //! `manifest.json`, `data/<app>.json` fixtures and storage directories.
 
 pub mod extract;
-pub mod filename;
 pub mod gzip;
 pub mod manifest;
 pub mod writer;
+
+/// Archive file names: the `[dump] filename` pattern is a configuration value.
+pub use crate::config::filename;
 
 /// Name of the manifest at the archive root.
 pub const MANIFEST: &str = "manifest.json";

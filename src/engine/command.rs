@@ -32,7 +32,7 @@ impl CommandApp {
     pub fn for_load(config: &Config, filename: &str) -> Option<CommandApp> {
         config.apps.iter().find_map(|app| {
             let argv = app.load_command.as_ref()?;
-            (crate::apps::fixture_filename(app) == filename).then(|| CommandApp {
+            (super::resolved::fixture_filename(app) == filename).then(|| CommandApp {
                 name: app.name.clone(),
                 argv: argv.clone(),
                 app: app.clone(),

@@ -1,6 +1,7 @@
 //! Data engines: the built-in SQL engine (SQLite) and the command engine.
 
 pub mod command;
+pub mod resolved;
 pub mod sql;
 
 use std::path::PathBuf;

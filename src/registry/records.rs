@@ -4,6 +4,8 @@
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
+use crate::notify::{DUMP_FAILED, DUMP_PROCESSED, Event};
+
 use super::types::{ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, ScheduleId, UserId};
 
 /// A dump record, without its logs (they can be long; see `Registry::logs`).
@@ -37,6 +39,28 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// Its webhook event `event`, with what went wrong.
+    pub fn event(&self, event: &str, error: Option<&str>) -> Event {
+        Event {
+            event: event.into(),
+            dump_id: self.id.get(),
+            option_set: self.option_set().key().into(),
+            status: self.status.as_str().into(),
+            error: error.map(str::to_string),
+            checksum: self.checksum.clone(),
+            at: super::now(),
+        }
+    }
+
+    /// The webhook event of its finished job; none while it is not finished.
+    pub fn finished_event(&self) -> Option<Event> {
+        match self.status {
+            DumpStatus::Failed => Some(self.event(DUMP_FAILED, self.error.as_deref())),
+            DumpStatus::Processed => Some(self.event(DUMP_PROCESSED, None)),
+            _ => None,
+        }
+    }
+
     pub fn option_set(&self) -> OptionSet {
         // The schema refuses neither; fall back to both rather than panic.
         OptionSet::new(self.with_data, self.with_storages).unwrap_or(OptionSet::BOTH)

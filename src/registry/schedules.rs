@@ -1,7 +1,7 @@
 //! Schedules and their runs. A run is the unique (schedule, due time) row
 //! inserted in the transaction that creates its dump, so several instances
 //! on one registry make one dump per due time. Cron expressions and time
-//! zones are checked by `crate::schedule` before they get here.
+//! zones are checked by the scheduler before they get here.
 
 use sqlx::SqliteExecutor;
 use time::OffsetDateTime;

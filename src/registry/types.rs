@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+/// Passwords are checked and hashed below the registry, in `users`.
+pub use crate::users::Password;
+
 /// Primary key of a dump record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type)]
 #[serde(transparent)]
@@ -276,45 +279,6 @@ impl fmt::Display for Username {
     }
 }
 
-/// A password as typed: not empty, at most 1 KiB (hashing cost stays bounded).
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    pub const MAX_BYTES: usize = 1024;
-
-    pub fn new(s: String) -> Result<Self, String> {
-        if s.is_empty() {
-            Err("the password is empty".into())
-        } else if s.len() > Self::MAX_BYTES {
-            Err(format!(
-                "the password is longer than {} bytes",
-                Self::MAX_BYTES
-            ))
-        } else {
-            Ok(Password(s))
-        }
-    }
-
-    /// A password chosen for a new account or a change: at least 8 characters.
-    pub fn new_strong(s: String) -> Result<Self, String> {
-        if s.chars().count() < 8 {
-            return Err("the password must have at least 8 characters".into());
-        }
-        Self::new(s)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,13 +322,5 @@ mod tests {
             assert!(bad.parse::<Username>().is_err(), "{bad}");
         }
         assert!("x".repeat(151).parse::<Username>().is_err());
-    }
-
-    #[test]
-    fn password_limits() {
-        assert!(Password::new(String::new()).is_err());
-        assert!(Password::new("x".repeat(1025)).is_err());
-        assert!(Password::new_strong("short".into()).is_err());
-        assert!(format!("{:?}", Password::new("secret".into()).unwrap()).contains("***"));
     }
 }

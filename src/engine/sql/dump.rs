@@ -14,7 +14,7 @@ use super::natural::NaturalKeys;
 use super::pyjson::{self, Style};
 use super::schema::quote_ident;
 use super::values::{self, ColumnKind, Datetimes};
-use crate::apps::Table;
+use crate::engine::resolved::Table;
 use crate::error::sql_err;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;

@@ -20,8 +20,8 @@ mod values;
 mod tests;
 
 use crate::Config;
-use crate::apps::{Engine, ResolvedApp};
 use crate::engine::DataFile;
+use crate::engine::resolved::{Engine, ResolvedApp};
 use crate::error::sql_err;
 use crate::error::{Error, Result};
 use crate::progress::Progress;

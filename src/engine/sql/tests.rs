@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::types::Value as SqlValue;
 
 use super::*;
-use crate::apps::Table;
+use crate::engine::resolved::Table;
 use crate::progress::Silent;
 
 /// Dump `tables` of `conn` as the engine does for a definition.
