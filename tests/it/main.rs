@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod browser;
 mod diskette_options;
 mod django_compat;
