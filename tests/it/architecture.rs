@@ -131,10 +131,10 @@ fn find_cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Ve
     }
     let mut state = BTreeMap::new();
     for node in edges.keys() {
-        if !state.contains_key(node) {
-            if let Some(c) = visit(node, edges, &mut state, &mut Vec::new()) {
-                return Some(c);
-            }
+        if !state.contains_key(node)
+            && let Some(c) = visit(node, edges, &mut state, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
