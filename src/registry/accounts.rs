@@ -1,6 +1,6 @@
 //! Staff accounts, API keys and login throttling: who may use the service.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::db;
 use super::now;
@@ -165,7 +165,7 @@ impl Registry {
         }
         let keys = [
             (format!("user:{}", username.to_lowercase()), USER_LIMIT),
-            (format!("ip:{client}"), IP_LIMIT),
+            (address_key(client), IP_LIMIT),
         ];
         let Some(reserved) = self.reserve_attempt(&keys).await? else {
             return Ok(Login::Throttled);
@@ -273,6 +273,22 @@ async fn hash_blocking(password: Password) -> Result<String> {
         .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
 }
 
+/// The throttling key of a client address. An IPv6 host is commonly given a
+/// whole /64, so every address of one /64 counts as one client; an
+/// IPv4-mapped address counts as the IPv4 address.
+fn address_key(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let net = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+                format!("ip:{net}/64")
+            }
+        },
+    }
+}
+
 async fn verify_blocking(hash: Option<String>, password: Password) -> Result<bool> {
     let _permit = HASHING.acquire().await.map_err(|_| Error::Cancelled)?;
     tokio::task::spawn_blocking(move || crate::users::verify_password(hash.as_deref(), &password))
@@ -283,6 +299,48 @@ async fn verify_blocking(hash: Option<String>, password: Password) -> Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let key = |a: &str| address_key(a.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), "ip:2001:db8:1:2::/64");
+        assert_eq!(
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            key("2001:db8:1:2::1")
+        );
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "ip:192.0.2.7");
+    }
+
+    /// Hopping between the addresses of one /64 does not reset the count.
+    #[tokio::test]
+    async fn one_64_shares_one_login_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config::from_toml(
+            "[storages]\npaths = []\n[dump]\npath = \"dumps\"\n",
+            dir.path(),
+            Vec::new(),
+        )
+        .unwrap();
+        let registry = Registry::open(&config).await.unwrap();
+        let attempt = |n: u32, client: &str| {
+            let (registry, client) = (registry.clone(), client.parse().unwrap());
+            async move {
+                // Distinct names: only the address counter fills up.
+                let name = format!("ghost{n}");
+                registry.login(&name, String::new(), client).await.unwrap()
+            }
+        };
+        for n in 0..IP_LIMIT as u32 {
+            let client = format!("2001:db8:1:2::{n:x}");
+            assert!(matches!(attempt(n, &client).await, Login::Refused));
+        }
+        let next = attempt(100, "2001:db8:1:2:abcd::1").await;
+        assert!(matches!(next, Login::Throttled));
+        let other = attempt(101, "2001:db8:1:3::1").await;
+        assert!(matches!(other, Login::Refused));
+    }
 
     #[test]
     fn counts_lock_double_and_decay() {

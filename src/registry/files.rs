@@ -114,7 +114,7 @@ pub(super) fn remove_unrecorded_archives(
                 && modified.is_some_and(|m| m + time::Duration::seconds(1) >= d.created_at)
         });
         if let Some(dump) = owner {
-            tracing::warn!(dump = %dump.id, file = %name, "removing the archive of an interrupted dump");
+            tracing::warn!(dump = %dump.id, file = ?name, "removing the archive of an interrupted dump");
             remove_file_if_exists(&entry.path())?;
             removed += 1;
         }

@@ -30,6 +30,9 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::worker::{Archiver, Worker};
 
+/// How long a stopping server waits for its webhook deliveries.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(10);
+
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -186,6 +189,7 @@ impl Server {
                 }
             })
         };
+        let registry = state.registry.clone();
         let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -197,6 +201,11 @@ impl Server {
         let _ = cleanup.await;
         for task in checks {
             let _ = task.await;
+        }
+        // The webhook events of the last jobs leave before the exit, within a bound.
+        let flush = registry.notifier().flush();
+        if tokio::time::timeout(NOTIFY_FLUSH, flush).await.is_err() {
+            tracing::warn!("webhook deliveries still under way at shutdown were abandoned");
         }
         served.map_err(|e| Error::io("serve", "listener", e))?;
         jobs.map_err(|e| Error::Internal(format!("the job worker failed: {e}")))

@@ -139,11 +139,11 @@ async fn a_flipped_byte_is_caught_periodically_refused_with_409_and_replaced() {
 
     let res = client.get(&download).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CONFLICT);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("failed its last verification"), "{html}");
     assert!(
-        res.text()
-            .await
-            .unwrap()
-            .contains("failed its last verification")
+        html.contains("A dump of the same options is queued or running"),
+        "{html}"
     );
     let (_, key) = app
         .registry
@@ -174,12 +174,11 @@ async fn a_flipped_byte_is_caught_periodically_refused_with_409_and_replaced() {
     assert!(list.text().await.unwrap().contains(">corrupt<"));
     let res = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Public: the dump id, never what the verification found.
     let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
-    assert!(
-        body["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains(&format!("dump {id} is corrupt"))
+    assert_eq!(
+        body["reasons"],
+        serde_json::json!([format!("dump {id}: archive corrupt")])
     );
 
     // The fresh dump of the same options was queued at once.
@@ -281,6 +280,61 @@ async fn a_failed_dump_reaches_the_webhook_after_a_retry() {
             .contains("injected failure")
     );
     assert_eq!(events[0]["checksum"], Value::Null);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_sends_its_pending_webhook_retries_first() {
+    let hook = hook_server(1).await;
+    let (archiver, fail) = failing_switch();
+    fail.store(true, Ordering::SeqCst);
+    let app = spawn_app_with(Setup {
+        archiver,
+        env: env(&[("DISKETTE_NOTIFY_WEBHOOK_URL", &hook.url)]),
+    })
+    .await;
+    let client = app.login(STAFF).await;
+    let id = client.create_dump(false, true).await;
+    assert_eq!(app.wait_finished(id).await, DumpStatus::Failed);
+    // The first delivery was refused; the retry waits its back-off pause.
+    hook.wait_for("dump_failed", id, 1).await;
+    app.stop().await;
+    let received = hook.received.lock().unwrap().clone();
+    let events = received.iter().filter(|v| v["dump_id"] == id.get());
+    assert_eq!(events.count(), 2, "the retry left before the server ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_409_page_says_whether_a_replacement_is_on_the_way() {
+    let (archiver, fail) = failing_switch();
+    let app = spawn_app_with(Setup {
+        archiver,
+        ..Default::default()
+    })
+    .await;
+    let client = app.login(STAFF).await;
+    let id = client.create_dump(true, false).await;
+    assert_eq!(app.wait_finished(id).await, DumpStatus::Processed);
+    // The replacement the verification queues fails: nothing is on the way.
+    fail.store(true, Ordering::SeqCst);
+    flip_a_byte(&app.archive_path(&app.dump(id).await));
+    let report = diskette::verify::verify_dump(&app.registry, id, Actor::System)
+        .await
+        .unwrap();
+    let replacement = report.replacement.expect("a replacement was queued");
+    assert_eq!(app.wait_finished(replacement).await, DumpStatus::Failed);
+    let res = client
+        .get(app.url(&format!("/dumps/{id}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("No dump of the same options is queued or running"),
+        "{html}"
+    );
+    assert!(!html.contains("was queued"), "{html}");
     app.stop().await;
 }
 

@@ -182,6 +182,48 @@ async fn a_purge_does_not_break_a_download_in_progress() {
     app.stop().await;
 }
 
+/// Only an answer carrying the archive counts as an API download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_without_the_archive_leave_no_history() {
+    let app = spawn_app().await;
+    let admin = app.login(ADMIN).await;
+    let key = create_key(&admin, "ci").await;
+    let id = admin.create_dump(true, false).await;
+    assert_eq!(app.wait_finished(id).await, DumpStatus::Processed);
+    let dump = app.dump(id).await;
+    let (size, etag) = (
+        dump.size.unwrap(),
+        format!("\"{}\"", dump.checksum.unwrap()),
+    );
+    let latest = app.url("/api/dumps/latest?data=1&storages=0");
+    let api = app.client();
+    let downloads = || async {
+        let actions = app.registry.recent_actions(50).await.unwrap();
+        actions.iter().filter(|a| a.verb == "downloaded").count()
+    };
+    let head = api.head(&latest).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let cached = api
+        .get(&latest)
+        .bearer_auth(&key)
+        .header(IF_NONE_MATCH, &etag);
+    assert_eq!(
+        cached.send().await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+    let beyond = api
+        .get(&latest)
+        .bearer_auth(&key)
+        .header(RANGE, format!("bytes={size}-"));
+    let res = beyond.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(downloads().await, 0);
+    let res = api.get(&latest).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(downloads().await, 1);
+    app.stop().await;
+}
+
 async fn create_key(admin: &Web, name: &str) -> String {
     let res = admin
         .post_form("/api-keys", "/api-keys", &[("name", name)])

@@ -108,7 +108,7 @@ pub async fn login(
             maybe.session.set_expiry(Some(Expiry::OnInactivity(
                 state.config.server.session_lifetime(),
             )));
-            tracing::info!(username = %user.username, %client, "logged in");
+            tracing::info!(username = ?user.username, %client, "logged in");
             let mut res = Redirect::to(&next).into_response();
             let removal = login::removal(state.config.server.secure_cookies);
             res.headers_mut().append(header::SET_COOKIE, removal);
@@ -125,11 +125,11 @@ pub async fn login(
             return render(&state, &headers, &maybe, form).await;
         }
         Login::Throttled => {
-            tracing::warn!(%username, %client, "login refused: throttled");
+            tracing::warn!(?username, %client, "login refused: throttled");
             (THROTTLED, StatusCode::TOO_MANY_REQUESTS)
         }
         Login::Refused => {
-            tracing::warn!(%username, %client, "login failed");
+            tracing::warn!(?username, %client, "login failed");
             (LOGIN_FAILED, StatusCode::OK)
         }
     };

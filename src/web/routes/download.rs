@@ -43,7 +43,7 @@ pub async fn download(
         .download_target(id)
         .await?
         .ok_or(WebError::NotFound)?;
-    if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
+    if let Some(refusal) = super::verify::refuse_corrupt(&state.registry, &dump).await? {
         return Ok(refusal);
     }
     let mut req = req;
@@ -89,17 +89,18 @@ pub async fn api_latest(
         .latest_target(set)
         .await?
         .ok_or(WebError::NotFound)?;
-    if let Some(refusal) = super::verify::refuse_corrupt(&dump) {
+    if let Some(refusal) = super::verify::refuse_corrupt(&state.registry, &dump).await? {
         return Ok(refusal);
     }
     drop_ignored_range(&mut req, &dump, &path);
-    if starts_a_download(&req) {
-        state
-            .registry
-            .record_download(dump.id, Actor::ApiKey(key.id))
-            .await?;
+    // Counted once the answer is known to carry the archive.
+    let counts = starts_a_download(&req);
+    let res = serve_archive(req, &dump, &path).await?;
+    if counts && res.status().is_success() {
+        let actor = Actor::ApiKey(key.id);
+        state.registry.record_download(dump.id, actor).await?;
     }
-    serve_archive(req, &dump, &path).await
+    Ok(res)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -108,8 +109,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Remove a `Range` header the server must ignore: one that does not parse,
-/// or one whose `If-Range` validator is not the current archive's (an ETag
+/// Remove a `Range` header the server must or may ignore: one that does not
+/// parse, one of several ranges, or one whose `If-Range` validator is not the current archive's (an ETag
 /// compared strongly, so a weak one never matches; a date only when it is
 /// exactly the file's modification time and that time is a strong validator).
 fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
@@ -117,16 +118,18 @@ fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
     let Some(range) = headers.get(header::RANGE) else {
         return;
     };
-    let parses = range
+    // ServeFile answers 416 to several ranges; RFC 9110 14.2 lets a server
+    // ignore them and send the whole file.
+    let single = range
         .to_str()
-        .is_ok_and(|r| http_range_header::parse_range_header(r).is_ok());
+        .is_ok_and(|r| http_range_header::parse_range_header(r).is_ok_and(|p| p.ranges.len() == 1));
     let current = match headers.get(header::IF_RANGE) {
         None => true,
         Some(v) => v
             .to_str()
             .is_ok_and(|v| if_range_matches(v.trim(), dump, path)),
     };
-    if !parses || !current {
+    if !single || !current {
         req.headers_mut().remove(header::RANGE);
     }
     req.headers_mut().remove(header::IF_RANGE);

@@ -54,19 +54,28 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Up, and the registry answers; 503 with the reasons as JSON when an
-/// enabled schedule's last run failed or an available archive is corrupt.
-async fn healthz(State(state): State<AppState>) -> WebResult<axum::response::Response> {
-    state.registry.ping().await?;
-    let problems = crate::health::problems(&state.registry).await?;
-    if problems.is_empty() {
-        return Ok("ok\n".into_response());
-    }
-    let body = serde_json::json!({ "status": "unhealthy", "reasons": problems });
-    Ok((
+/// enabled schedule's last run failed, an available archive is corrupt or
+/// the registry does not answer. The reasons are generic: the page is public.
+async fn healthz(State(state): State<AppState>) -> axum::response::Response {
+    let checked = match state.registry.ping().await {
+        Ok(()) => crate::health::problems(&state.registry).await,
+        Err(e) => Err(e),
+    };
+    let reasons = match checked {
+        Ok(problems) if problems.is_empty() => return "ok\n".into_response(),
+        Ok(problems) => problems,
+        Err(e) => {
+            let error = crate::error::error_line(&e);
+            tracing::error!(?error, "health: the registry does not answer");
+            vec!["registry unavailable".to_string()]
+        }
+    };
+    let body = serde_json::json!({ "status": "unhealthy", "reasons": reasons });
+    (
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         axum::Json(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// A path id that does not parse names nothing: 404.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::parse_id;
-use crate::registry::{Dump, DumpId};
+use crate::registry::{Dump, DumpId, Registry};
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, NoFields, Staff};
 use crate::web::error::{WebResult, error_page};
@@ -27,17 +27,24 @@ pub async fn verify(
     Ok(Redirect::to(&format!("/dumps/{id}")).into_response())
 }
 
-/// A corrupt archive is never served: 409 with what was found.
-pub fn refuse_corrupt(dump: &Dump) -> Option<Response> {
-    let error = dump.verify_error.as_deref()?;
+/// A corrupt archive is never served: 409 with what was found, and whether
+/// a dump of its options is on the way to replace it.
+pub async fn refuse_corrupt(registry: &Registry, dump: &Dump) -> WebResult<Option<Response>> {
+    let Some(error) = dump.verify_error.as_deref() else {
+        return Ok(None);
+    };
+    let next = if registry.dump_in_flight(dump.option_set()).await? {
+        "A dump of the same options is queued or running and will replace it."
+    } else {
+        "No dump of the same options is queued or running: create one to replace it."
+    };
     let message = format!(
-        "The archive of dump {} failed its last verification and is not served: {error}. \
-         A fresh dump of the same options was queued to replace it.",
+        "The archive of dump {} failed its last verification and is not served: {error}. {next}",
         dump.id
     );
-    Some(error_page(
+    Ok(Some(error_page(
         StatusCode::CONFLICT,
         "Archive corrupt",
         &message,
-    ))
+    )))
 }
