@@ -9,6 +9,11 @@ use super::types::{DumpId, OptionSet};
 use super::{db, now, stamp};
 use crate::error::Result;
 
+/// Whether a dump of an option set (`with_data`, `with_storages`) is waiting
+/// or running.
+const IN_FLIGHT: &str = "SELECT EXISTS (SELECT 1 FROM dumps WHERE with_data = ? \
+     AND with_storages = ? AND status IN ('created', 'pending'))";
+
 impl Registry {
     /// Record what a re-read found (`None`: the archive is good), with its
     /// line in the action history.
@@ -64,20 +69,27 @@ impl Registry {
         Ok(ids.into_iter().map(DumpId::from).collect())
     }
 
+    /// Is a dump of `set` waiting or running? (For what a page says; to queue
+    /// one, `queue_replacement` checks again in its own transaction.)
+    pub async fn dump_in_flight(&self, set: OptionSet) -> Result<bool> {
+        Ok(sqlx::query_scalar(IN_FLIGHT)
+            .bind(set.with_data())
+            .bind(set.with_storages())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Queue a fresh dump of `set` unless one is waiting or running; the
     /// check and the insert share one write transaction, so two instances
     /// never queue two. Returns the new dump.
     pub async fn queue_replacement(&self, set: OptionSet) -> Result<Option<DumpId>> {
         let now = now();
         let mut tx = self.write_tx().await?;
-        let in_flight: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM dumps WHERE with_data = ? AND with_storages = ? \
-             AND status IN ('created', 'pending'))",
-        )
-        .bind(set.with_data())
-        .bind(set.with_storages())
-        .fetch_one(&mut *tx)
-        .await?;
+        let in_flight: bool = sqlx::query_scalar(IN_FLIGHT)
+            .bind(set.with_data())
+            .bind(set.with_storages())
+            .fetch_one(&mut *tx)
+            .await?;
         if in_flight {
             return Ok(None);
         }
