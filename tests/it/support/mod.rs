@@ -4,11 +4,13 @@
 //! - `app`: the real server in this process, with its registry at hand;
 //! - `process`: the real server as a separate process;
 //! - `web`: a browser-like client (login, pages, forms with their token);
-//! - `hostile`: the hostile archive corpus and what a loader must do with it.
+//! - `hostile`: the hostile archive corpus and what a loader must do with it;
+//! - `services`: the PostgreSQL and S3 servers some tests need.
 
 pub mod app;
 pub mod hostile;
 pub mod process;
+pub mod services;
 pub mod web;
 
 use std::collections::BTreeMap;
