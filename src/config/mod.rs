@@ -228,7 +228,9 @@ pub struct DataConfig {
     /// Timeout of dump and load commands, in seconds.
     pub command_timeout: u64,
     /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
-    /// True), "naive" (USE_TZ = False) or "verbatim".
+    /// True), "naive" (USE_TZ = False) or "verbatim". On PostgreSQL, "utc"
+    /// reads and writes `timestamptz` in UTC; the others in the session's
+    /// zone (the server's `TimeZone`, or `options=-c TimeZone=...` in the URL).
     pub datetimes: Datetimes,
     /// Natural keys of models beyond Django's contrib ones: lowercase
     /// `app_label.model` → field names in `natural_key()` order.
