@@ -266,8 +266,8 @@ fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<S
         progress.log(&format!("Dumping data of {:?}", app.name));
         let size = match &app.engine {
             Engine::Sql { .. } => {
-                let conn = conn.as_ref().expect("opened when an app uses SQL");
-                let stats = crate::engine::sql::dump_app(conn, config, app, &out, progress)?;
+                let db = conn.as_deref().expect("opened when an app uses SQL");
+                let stats = crate::engine::sql::dump_app(db, config, app, &out, progress)?;
                 staged.rows += stats.rows;
                 stats.bytes
             }
@@ -287,7 +287,10 @@ fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<S
 }
 
 /// The data source, opened when an application is dumped by SQL.
-fn sql_source(config: &Config, plan: &Plan) -> Result<Option<rusqlite::Connection>> {
+fn sql_source(
+    config: &Config,
+    plan: &Plan,
+) -> Result<Option<Box<dyn crate::engine::sql::Backend>>> {
     if plan
         .apps
         .iter()
@@ -506,10 +509,10 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
         for app in &plan.apps {
             match &app.engine {
                 Engine::Sql { tables } => {
-                    let conn = conn.as_ref().expect("opened when an app uses SQL");
+                    let conn = conn.as_deref().expect("opened when an app uses SQL");
                     let _ = writeln!(out, "  {} -> {}", app.name, app.archive_path());
                     for t in tables {
-                        crate::engine::sql::TableSchema::read(conn, &t.name)?;
+                        crate::engine::sql::read_table(conn, &t.name)?;
                         let n = crate::engine::sql::count_rows(conn, &t.name)?;
                         total_rows += n;
                         let _ = writeln!(out, "    {} ({}): {n} rows", t.name, t.label);
@@ -529,7 +532,7 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
                 }
             }
         }
-        if let Some(conn) = &conn {
+        if let Some(conn) = conn.as_deref() {
             let catalog = crate::engine::sql::Catalog::read(
                 conn,
                 &config.data.labels,

@@ -31,10 +31,10 @@ pub fn generate(
     exclude: &[String],
     format: Format,
 ) -> Result<(String, Vec<String>)> {
-    let conn = crate::apps::open_source(config)?;
+    let db = crate::apps::open_source(config)?;
     // Models in Django's registration order, through models just before their owner.
     let catalog =
-        crate::engine::sql::Catalog::read(&conn, &config.data.labels, &config.data.natural_keys)?;
+        crate::engine::sql::Catalog::read(&*db, &config.data.labels, &config.data.natural_keys)?;
     let apps = group(catalog.models.iter().map(|m| m.label.as_str()));
     if apps.is_empty() {
         return Err(Error::Usage(

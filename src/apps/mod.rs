@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use crate::config::{AppConfig, Config};
 pub use crate::engine::resolved::{Engine, ResolvedApp, Table, fixture_filename, slugify};
 use crate::engine::sql::catalog::Catalog;
-use crate::error::{Error, Result, sql_err};
+use crate::error::{Error, Result};
 
 /// A model a definition can select.
 #[derive(Debug, Clone)]
@@ -41,40 +41,9 @@ impl Selectable {
     }
 }
 
-/// Names of the user tables of an SQLite database.
-pub fn list_tables(conn: &rusqlite::Connection) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-        )
-        .map_err(sql_err)?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(sql_err)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql_err)?;
-    Ok(names)
-}
-
 /// Open the application database of the built-in engine, read-only.
-pub fn open_source(config: &Config) -> Result<rusqlite::Connection> {
-    let path = config.data_database()?;
-    if !path.is_file() {
-        return Err(Error::Config(format!(
-            "data.database_url: database {} does not exist",
-            path.display()
-        )));
-    }
-    rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| {
-        Error::Config(format!(
-            "data.database_url: cannot open {}: {e}",
-            path.display()
-        ))
-    })
+pub fn open_source(config: &Config) -> Result<Box<dyn crate::engine::sql::Backend>> {
+    crate::engine::sql::open_source(config)
 }
 
 /// Models a selector names: a table name, an `app.model` label (the model
@@ -111,8 +80,8 @@ pub fn resolve_with_catalog(config: &Config) -> Result<(Vec<ResolvedApp>, Option
     if !needs_sql {
         return Ok((resolve_with_tables(&config.apps, &[])?, None));
     }
-    let conn = open_source(config)?;
-    let catalog = Catalog::read(&conn, &config.data.labels, &config.data.natural_keys)?;
+    let db = open_source(config)?;
+    let catalog = Catalog::read(&*db, &config.data.labels, &config.data.natural_keys)?;
     let models: Vec<Selectable> = catalog
         .models
         .iter()

@@ -219,14 +219,18 @@ impl Default for StoragesConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Database the built-in engine dumps from and loads into.
+    /// Database the built-in engine dumps from and loads into:
+    /// `sqlite://relative.db`, `sqlite:///absolute.db` or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
     pub database_url: Option<String>,
     /// Table name → model label, for tables that don't follow `app_model`.
     pub labels: BTreeMap<String, String>,
     /// Timeout of dump and load commands, in seconds.
     pub command_timeout: u64,
     /// How datetime columns are stored: "utc" (Django's default, USE_TZ =
-    /// True), "naive" (USE_TZ = False) or "verbatim".
+    /// True), "naive" (USE_TZ = False) or "verbatim". On PostgreSQL, "utc"
+    /// reads and writes `timestamptz` in UTC; the others in the session's
+    /// zone (the server's `TimeZone`, or `options=-c TimeZone=...` in the URL).
     pub datetimes: Datetimes,
     /// Natural keys of models beyond Django's contrib ones: lowercase
     /// `app_label.model` → field names in `natural_key()` order.
@@ -443,24 +447,46 @@ impl Config {
                 )));
             }
         }
-        for url in [&self.data.database_url, &self.registry.database_url]
-            .into_iter()
-            .flatten()
-        {
+        for url in [&self.registry.database_url].into_iter().flatten() {
             sqlite_path(url, &self.base_dir)?;
+        }
+        if self.data.database_url.is_some() {
+            self.data_source()?;
         }
         Ok(())
     }
 
-    /// Path of the application database of the built-in engine.
-    pub fn data_database(&self) -> Result<PathBuf> {
+    /// The application database of the built-in engine.
+    pub fn data_source(&self) -> Result<DataSource> {
         let url = self.data.database_url.as_deref().ok_or_else(|| {
             Error::Config(
                 "data.database_url: not set, but an application uses the built-in SQL engine"
                     .into(),
             )
         })?;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DataSource::Postgres(url.to_string()));
+        }
         sqlite_path(url, &self.base_dir)
+            .map(DataSource::Sqlite)
+            .map_err(|_| {
+                Error::Config(format!(
+                    "data.database_url: {:?} is neither an SQLite URL (sqlite://relative.db, sqlite:///absolute/path.db) nor a PostgreSQL one (postgres://USER@HOST:PORT/DB)",
+                    redact_url(url)
+                ))
+            })
+    }
+
+    /// Path of the application database of the built-in engine, when it
+    /// is an SQLite file.
+    pub fn data_database(&self) -> Result<PathBuf> {
+        match self.data_source()? {
+            DataSource::Sqlite(path) => Ok(path),
+            DataSource::Postgres(url) => Err(Error::Config(format!(
+                "data.database_url: {} is a PostgreSQL database, not a file",
+                redact_url(&url)
+            ))),
+        }
     }
 
     /// Path of the registry database (default: beside the configuration file).
@@ -473,6 +499,32 @@ impl Config {
 
     pub fn command_timeout(&self) -> Option<Duration> {
         (self.data.command_timeout > 0).then(|| Duration::from_secs(self.data.command_timeout))
+    }
+}
+
+/// Where the built-in engine's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL, password included.
+    Postgres(String),
+}
+
+/// A database URL as it may be shown: without its password, nor any query
+/// string (which may hold one).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
     }
 }
 

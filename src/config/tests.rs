@@ -147,3 +147,35 @@ fn trusted_proxies_are_addresses_or_networks() {
         "{e}"
     );
 }
+
+#[test]
+fn data_database_url_is_sqlite_or_postgres_and_never_shows_a_password() {
+    let c = parse("[data]\ndatabase_url = \"postgres://app:pw@db.internal:5433/shop\"\n").unwrap();
+    assert_eq!(
+        c.data_source().unwrap(),
+        DataSource::Postgres("postgres://app:pw@db.internal:5433/shop".into())
+    );
+    let e = c.data_database().unwrap_err().to_string();
+    assert!(
+        e.contains("postgres://app@db.internal:5433/shop") && !e.contains("pw"),
+        "{e}"
+    );
+    assert!(matches!(
+        parse("[data]\ndatabase_url = \"postgresql://app@localhost/shop\"\n")
+            .unwrap()
+            .data_source(),
+        Ok(DataSource::Postgres(_))
+    ));
+    let e = parse("[data]\ndatabase_url = \"mysql://root:hunter2@localhost/shop\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data.database_url") && !e.contains("hunter2"),
+        "{e}"
+    );
+    assert_eq!(
+        redact_url("postgres://u:p%40ss@h:1/d?password=x&sslmode=disable"),
+        "postgres://u@h:1/d"
+    );
+    assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
+}

@@ -1,4 +1,5 @@
-//! Data engines: the built-in SQL engine (SQLite) and the command engine.
+//! Data engines: the built-in SQL engine (SQLite and PostgreSQL) and the
+//! command engine.
 
 pub mod command;
 pub mod resolved;

@@ -14,6 +14,7 @@ mod hardening_auth;
 mod hardening_transfer;
 mod load_archives;
 mod load_hostile;
+mod postgres_data;
 mod roundtrip;
 mod schedules;
 mod storage_changes;

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::Connection;
-
+use super::backend::{Backend, SqlValue};
 use super::schema::TableSchema;
-use crate::error::Result;
-use crate::error::sql_err;
+use crate::error::{Error, Result};
 
 /// Contrib models whose tables don't follow `{app_label}_{model}`.
 const CONTRIB_TABLES: &[(&str, &str)] = &[
@@ -85,16 +83,16 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn read(
-        conn: &Connection,
+        db: &dyn Backend,
         labels: &BTreeMap<String, String>,
         natural_keys: &BTreeMap<String, Vec<String>>,
     ) -> Result<Catalog> {
-        let tables = tables_in_creation_order(conn)?;
+        let tables = db.tables()?;
         let schemas: Vec<TableSchema> = tables
             .iter()
-            .map(|t| TableSchema::inspect(conn, t))
+            .map(|t| db.inspect(t))
             .collect::<Result<_>>()?;
-        let content_types = read_content_types(conn, &tables)?;
+        let content_types = read_content_types(db, &tables)?;
         let mut catalog = Catalog {
             from_content_types: content_types.is_some(),
             ..Default::default()
@@ -375,38 +373,24 @@ pub fn label_by_table_name(table: &str, overrides: &BTreeMap<String, String>) ->
     }
 }
 
-fn tables_in_creation_order(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
-        )
-        .map_err(sql_err)?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(sql_err)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql_err)?;
-    Ok(names)
-}
-
 /// `app_label.model` of every content type, by id; None without the table.
-fn read_content_types(conn: &Connection, tables: &[String]) -> Result<Option<Vec<String>>> {
+fn read_content_types(db: &dyn Backend, tables: &[String]) -> Result<Option<Vec<String>>> {
     if !tables.iter().any(|t| t == "django_content_type") {
         return Ok(None);
     }
-    let mut stmt = conn
-        .prepare("SELECT app_label, model FROM django_content_type ORDER BY id")
-        .map_err(sql_err)?;
-    let labels = stmt
-        .query_map([], |r| {
-            Ok(format!(
-                "{}.{}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?
-            ))
-        })
-        .map_err(sql_err)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql_err)?;
-    Ok(Some(labels.into_iter().map(|l| l.to_lowercase()).collect()))
+    let rows = db
+        .query(
+            "SELECT app_label, model FROM django_content_type ORDER BY id",
+            &[],
+        )
+        .map_err(Error::Data)?;
+    let text = |v: &SqlValue| match v {
+        SqlValue::Text(t) => t.to_lowercase(),
+        other => format!("{other:?}"),
+    };
+    Ok(Some(
+        rows.iter()
+            .map(|r| format!("{}.{}", text(&r[0]), text(&r[1])))
+            .collect(),
+    ))
 }

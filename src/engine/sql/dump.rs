@@ -5,17 +5,15 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use rusqlite::Connection;
-use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::Value;
 
+use super::backend::{Backend, SqlValue, ValueRef};
 use super::catalog::{Catalog, Model};
 use super::natural::NaturalKeys;
 use super::pyjson::{self, Style};
 use super::schema::quote_ident;
 use super::values::{self, ColumnKind, Datetimes};
 use crate::engine::resolved::Table;
-use crate::error::sql_err;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 
@@ -37,7 +35,7 @@ pub struct DumpFormat {
 
 /// Write the rows of `tables` (in this order) as one fixture to `out`.
 pub fn dump_tables(
-    conn: &Connection,
+    db: &dyn Backend,
     catalog: &Catalog,
     tables: &[Table],
     format: DumpFormat,
@@ -47,15 +45,15 @@ pub fn dump_tables(
     let file = File::create(out).ctx("create", out)?;
     let mut w = BufWriter::with_capacity(256 * 1024, file);
     let style = Style::fixture(format.indent);
-    let mut keys = NaturalKeys::new(conn, catalog, format.datetimes);
+    let mut keys = NaturalKeys::new(db, catalog, format.datetimes);
     let mut rows = 0u64;
     w.write_all(b"[").ctx("write", out)?;
     for table in tables {
         let model = catalog
             .index_of_table(&table.name)
             .ok_or_else(|| Error::Data(format!("table {} is not a model", table.name)))?;
-        let writer = ModelWriter::new(catalog, model, format, style, &keys)?;
-        let table_rows = writer.write_rows(conn, &mut w, &mut keys, &mut rows, progress)?;
+        let writer = ModelWriter::new(db, catalog, model, format, style, &keys)?;
+        let table_rows = writer.write_rows(db, &mut w, &mut keys, &mut rows, progress)?;
         progress.log(&format!(
             "- {} ({}): {table_rows} rows",
             table.name, table.label
@@ -114,6 +112,7 @@ struct ModelWriter<'a> {
 
 impl<'a> ModelWriter<'a> {
     fn new(
+        db: &dyn Backend,
         catalog: &'a Catalog,
         index: usize,
         format: DumpFormat,
@@ -171,7 +170,7 @@ impl<'a> ModelWriter<'a> {
             let target_kind = catalog.models[*t].schema.kind(&through.target_column);
             m2m.push(M2mOut {
                 key: key_text(fields.len() + m2m.len(), &through.field),
-                sql: m2m_query(catalog, *t),
+                sql: m2m_query(db, catalog, *t),
                 target_kind,
                 natural,
             });
@@ -203,7 +202,7 @@ impl<'a> ModelWriter<'a> {
 
     fn write_rows(
         &self,
-        conn: &Connection,
+        db: &dyn Backend,
         w: &mut impl Write,
         keys: &mut NaturalKeys<'_>,
         rows: &mut u64,
@@ -214,7 +213,7 @@ impl<'a> ModelWriter<'a> {
             .schema
             .columns
             .iter()
-            .map(|c| quote_ident(&c.name))
+            .map(|c| db.select(c, None))
             .collect();
         let sql = format!(
             "SELECT {} FROM {} ORDER BY {}",
@@ -222,8 +221,6 @@ impl<'a> ModelWriter<'a> {
             quote_ident(&self.model.table),
             quote_ident(&self.model.schema.columns[self.pk_column].name)
         );
-        let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
-        let mut q = stmt.query([]).map_err(sql_err)?;
         let mut table_rows = 0u64;
         let record_sep: &[u8] = if self.style.indent.is_some() {
             b",\n"
@@ -231,7 +228,7 @@ impl<'a> ModelWriter<'a> {
             b", "
         };
         let io = |e: std::io::Error| Error::Data(format!("cannot write the fixture: {e}"));
-        while let Some(row) = q.next().map_err(sql_err)? {
+        db.each_row(&sql, &mut |row| {
             if table_rows.is_multiple_of(4096) && progress.is_cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -240,23 +237,24 @@ impl<'a> ModelWriter<'a> {
             } else if self.style.indent.is_some() {
                 w.write_all(b"\n").map_err(io)?;
             }
-            self.write_record(conn, row, w, keys)
+            self.write_record(db, row, w, keys)
                 .map_err(|m| Error::Data(format!("table {}: {m}", self.model.table)))?;
             *rows += 1;
             table_rows += 1;
-        }
+            Ok(())
+        })?;
         Ok(table_rows)
     }
 
     fn write_record(
         &self,
-        conn: &Connection,
-        row: &rusqlite::Row<'_>,
+        db: &dyn Backend,
+        row: &[ValueRef<'_>],
         w: &mut impl Write,
         keys: &mut NaturalKeys<'_>,
     ) -> std::result::Result<(), String> {
         let io = |e: std::io::Error| e.to_string();
-        let get = |i: usize| row.get_ref(i).map_err(|e| e.to_string());
+        let get = |i: usize| row.get(i).copied().ok_or("a column is missing");
         let dt = self.format.datetimes;
         w.write_all(self.head.as_bytes()).map_err(io)?;
         let pk = get(self.pk_column)?;
@@ -290,7 +288,7 @@ impl<'a> ModelWriter<'a> {
         }
         for m in &self.m2m {
             w.write_all(m.key.as_bytes()).map_err(io)?;
-            let list = self.m2m_list(conn, m, pk, keys)?;
+            let list = self.m2m_list(db, m, pk, keys)?;
             pyjson::write_value(w, &Value::Array(list), self.style, 2).map_err(io)?;
         }
         w.write_all(self.fields_close.as_bytes()).map_err(io)?;
@@ -299,19 +297,14 @@ impl<'a> ModelWriter<'a> {
 
     fn m2m_list(
         &self,
-        conn: &Connection,
+        db: &dyn Backend,
         m: &M2mOut,
         pk: ValueRef<'_>,
         keys: &mut NaturalKeys<'_>,
     ) -> std::result::Result<Vec<Value>, String> {
-        let mut stmt = conn.prepare_cached(&m.sql).map_err(|e| e.to_string())?;
-        let targets: Vec<SqlValue> = stmt
-            .query_map([SqlValue::from(pk)], |r| r.get::<_, SqlValue>(0))
-            .map_err(|e| e.to_string())?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        targets
-            .iter()
+        let rows = db.query(&m.sql, &[SqlValue::from(pk)])?;
+        rows.iter()
+            .filter_map(|r| r.first())
             .map(|t| match m.natural {
                 Some(target) => keys.key_of(target, t.into()),
                 None => values::fixture_value(t.into(), m.target_kind, self.format.datetimes),
@@ -323,28 +316,39 @@ impl<'a> ModelWriter<'a> {
 /// The targets of one owner's many-to-many field, in the order Django lists
 /// them: the target model's default ordering where Django defines one,
 /// else its primary key.
-fn m2m_query(catalog: &Catalog, through_index: usize) -> String {
+fn m2m_query(db: &dyn Backend, catalog: &Catalog, through_index: usize) -> String {
     let through_model = &catalog.models[through_index];
     let t = through_model.through.as_ref().expect("a through model");
     let table = quote_ident(&through_model.table);
     let own = quote_ident(&t.owner_column);
-    let target = quote_ident(&t.target_column);
+    let schema = &through_model.schema;
+    let (Some(owner_column), Some(target_column)) = (
+        schema.column(&t.owner_column),
+        schema.column(&t.target_column),
+    ) else {
+        unreachable!("a through model has its two columns");
+    };
+    let param = db.placeholder(1, owner_column);
+    let target = db.select(target_column, Some("m"));
     let target_label = catalog
         .index_of_table(&t.target_table)
         .map(|i| catalog.models[i].label.as_str());
     let target_table = quote_ident(&t.target_table);
+    let target_raw = quote_ident(&t.target_column);
     match target_label {
         Some("auth.permission") if catalog.index_of_table("django_content_type").is_some() => {
             format!(
-                "SELECT m.{target} FROM {table} m JOIN {target_table} p ON p.id = m.{target} \
+                "SELECT {target} FROM {table} m JOIN {target_table} p ON p.id = m.{target_raw} \
              JOIN django_content_type c ON c.id = p.content_type_id \
-             WHERE m.{own} = ?1 ORDER BY c.app_label, c.model, p.codename"
+             WHERE m.{own} = {param} ORDER BY c.app_label, c.model, p.codename"
             )
         }
         Some("sites.site") => format!(
-            "SELECT m.{target} FROM {table} m JOIN {target_table} s ON s.id = m.{target} \
-             WHERE m.{own} = ?1 ORDER BY s.domain"
+            "SELECT {target} FROM {table} m JOIN {target_table} s ON s.id = m.{target_raw} \
+             WHERE m.{own} = {param} ORDER BY s.domain"
         ),
-        _ => format!("SELECT {target} FROM {table} WHERE {own} = ?1 ORDER BY {target}"),
+        _ => format!(
+            "SELECT {target} FROM {table} m WHERE m.{own} = {param} ORDER BY m.{target_raw}"
+        ),
     }
 }

@@ -4,24 +4,21 @@
 //! replacing each object's links. Anything that cannot be mapped fails the
 //! whole load before it is committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::backend::{Backend, SqlValue};
 use super::catalog::Catalog;
 use super::natural::NaturalKeys;
 use super::schema::{no_pk_message, quote_ident};
 use super::values::{Datetimes, sql_value};
-use crate::error::sql_err;
-use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 /// A failure inside one fixture, before the file name is prefixed.
@@ -67,7 +64,7 @@ struct Row {
 }
 
 pub struct Loader<'c> {
-    conn: &'c Connection,
+    db: &'c dyn Backend,
     catalog: &'c Catalog,
     by_label: HashMap<String, usize>,
     keys: NaturalKeys<'c>,
@@ -75,11 +72,13 @@ pub struct Loader<'c> {
     ignore_nonexistent: bool,
     /// The last upsert statement: (model, columns) → SQL.
     last_sql: Option<(usize, Vec<usize>, String)>,
+    /// Models (through models included) that rows were written to.
+    pub written: BTreeSet<usize>,
 }
 
 impl<'c> Loader<'c> {
     pub fn new(
-        conn: &'c Connection,
+        db: &'c dyn Backend,
         catalog: &'c Catalog,
         datetimes: Datetimes,
         ignore_nonexistent: bool,
@@ -91,13 +90,14 @@ impl<'c> Loader<'c> {
             .map(|(i, m)| (m.label.clone(), i))
             .collect();
         Loader {
-            conn,
+            db,
             catalog,
             by_label,
-            keys: NaturalKeys::new(conn, catalog, datetimes),
+            keys: NaturalKeys::new(db, catalog, datetimes),
             datetimes,
             ignore_nonexistent,
             last_sql: None,
+            written: BTreeSet::new(),
         }
     }
 
@@ -339,7 +339,11 @@ impl Loader<'_> {
     fn write(&mut self, row: Row, label: &str) -> std::result::Result<(), LoadError> {
         let m = &self.catalog.models[row.model];
         let pk_name = m.schema.pk.as_deref().unwrap_or_default();
-        let err = |pk: &Option<SqlValue>, e: rusqlite::Error| match pk {
+        let pk_column = m
+            .schema
+            .column(pk_name)
+            .ok_or_else(|| LoadError(no_pk_message(&m.table)))?;
+        let err = |pk: &Option<SqlValue>, e: String| match pk {
             Some(pk) => LoadError(format!("model {label}, pk {}: {e}", show(pk))),
             None => LoadError(format!("model {label}: {e}")),
         };
@@ -350,17 +354,16 @@ impl Loader<'_> {
             .filter(|(c, _)| m.schema.columns[**c].name != pk_name)
             .map(|(c, v)| (*c, v))
             .unzip();
-        let owner = match &row.pk {
+        let owner = match row.pk {
             Some(pk) => {
                 let sql = self.upsert_sql(row.model, &columns);
-                let mut stmt = self
-                    .conn
-                    .prepare_cached(&sql)
-                    .map_err(|e| err(&row.pk, e))?;
-                let params = std::iter::once(pk).chain(values.iter());
-                stmt.execute(rusqlite::params_from_iter(params))
-                    .map_err(|e| err(&row.pk, e))?;
-                pk.clone()
+                let mut params = Vec::with_capacity(values.len() + 1);
+                params.push(pk);
+                params.extend(values);
+                self.db
+                    .execute(&sql, &params)
+                    .map_err(|e| err(&params.first().cloned(), e))?;
+                params.swap_remove(0)
             }
             None => {
                 let names: Vec<String> = columns
@@ -370,22 +373,28 @@ impl Loader<'_> {
                 let sql = if names.is_empty() {
                     format!("INSERT INTO {} DEFAULT VALUES", quote_ident(&m.table))
                 } else {
+                    let params: Vec<String> = columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| self.db.placeholder(i + 1, &m.schema.columns[*c]))
+                        .collect();
                     format!(
                         "INSERT INTO {} ({}) VALUES ({})",
                         quote_ident(&m.table),
                         names.join(", "),
-                        vec!["?"; names.len()].join(", ")
+                        params.join(", ")
                     )
                 };
-                let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| err(&None, e))?;
-                stmt.execute(rusqlite::params_from_iter(values.iter()))
-                    .map_err(|e| err(&None, e))?;
-                SqlValue::Integer(self.conn.last_insert_rowid())
+                self.db
+                    .insert_returning(&sql, pk_column, &values)
+                    .map_err(|e| err(&None, e))?
             }
         };
+        self.written.insert(row.model);
         for (through, targets) in row.links {
             self.set_links(through, &owner, targets)
                 .map_err(|e| err(&Some(owner.clone()), e))?;
+            self.written.insert(through);
         }
         Ok(())
     }
@@ -399,7 +408,8 @@ impl Loader<'_> {
             return sql.clone();
         }
         let schema = &self.catalog.models[model].schema;
-        let pk = quote_ident(schema.pk.as_deref().unwrap_or_default());
+        let pk_name = schema.pk.as_deref().unwrap_or_default();
+        let pk = quote_ident(pk_name);
         let quoted: Vec<String> = columns
             .iter()
             .map(|c| quote_ident(&schema.columns[*c].name))
@@ -416,11 +426,18 @@ impl Loader<'_> {
         let names = std::iter::once(pk.clone())
             .chain(quoted)
             .collect::<Vec<_>>();
+        let params: Vec<String> = schema
+            .column(pk_name)
+            .into_iter()
+            .chain(columns.iter().map(|c| &schema.columns[*c]))
+            .enumerate()
+            .map(|(i, c)| self.db.placeholder(i + 1, c))
+            .collect();
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT({pk}) {conflict}",
             quote_ident(&schema.name),
             names.join(", "),
-            vec!["?"; names.len()].join(", "),
+            params.join(", "),
         );
         self.last_sql = Some((model, columns.to_vec(), sql.clone()));
         sql
@@ -433,32 +450,42 @@ impl Loader<'_> {
         through: usize,
         owner: &SqlValue,
         mut targets: Vec<SqlValue>,
-    ) -> std::result::Result<(), rusqlite::Error> {
+    ) -> std::result::Result<(), String> {
         let m = &self.catalog.models[through];
         let t = m.through.as_ref().expect("a through model");
+        let (Some(own_col), Some(target_col)) = (
+            m.schema.column(&t.owner_column),
+            m.schema.column(&t.target_column),
+        ) else {
+            return Err(format!("table {} lacks its link columns", m.table));
+        };
+        let db = self.db;
         let (table, own, target) = (
             quote_ident(&m.table),
             quote_ident(&t.owner_column),
             quote_ident(&t.target_column),
         );
-        let existing: Vec<SqlValue> = self
-            .conn
-            .prepare_cached(&format!("SELECT {target} FROM {table} WHERE {own} = ?1"))?
-            .query_map([owner], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        let mut delete = self.conn.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE {own} = ?1 AND {target} = ?2"
-        ))?;
+        let (p1, p2) = (db.placeholder(1, own_col), db.placeholder(2, target_col));
+        let existing: Vec<SqlValue> = db
+            .query(
+                &format!(
+                    "SELECT {} FROM {table} WHERE {own} = {p1}",
+                    db.select(target_col, None)
+                ),
+                std::slice::from_ref(owner),
+            )?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect();
+        let delete = format!("DELETE FROM {table} WHERE {own} = {p1} AND {target} = {p2}");
         for old in existing.iter().filter(|o| !targets.contains(o)) {
-            delete.execute([owner, old])?;
+            db.execute(&delete, &[owner.clone(), old.clone()])?;
         }
         targets.sort_by(compare);
         targets.dedup();
-        let mut insert = self.conn.prepare_cached(&format!(
-            "INSERT INTO {table} ({own}, {target}) VALUES (?1, ?2)"
-        ))?;
+        let insert = format!("INSERT INTO {table} ({own}, {target}) VALUES ({p1}, {p2})");
         for new in targets.iter().filter(|n| !existing.contains(n)) {
-            insert.execute([owner, new])?;
+            db.execute(&insert, &[owner.clone(), new.clone()])?;
         }
         Ok(())
     }
@@ -524,19 +551,4 @@ impl<'de> DeserializeSeed<'de> for RecordsVisitor<'_, '_, '_> {
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
         d.deserialize_seq(self)
     }
-}
-
-pub fn check_foreign_keys(conn: &Connection) -> Result<()> {
-    let mut stmt = conn.prepare("PRAGMA foreign_key_check").map_err(sql_err)?;
-    let mut rows = stmt.query([]).map_err(sql_err)?;
-    if let Some(row) = rows.next().map_err(sql_err)? {
-        let table: String = row.get(0).map_err(sql_err)?;
-        let rowid: Option<i64> = row.get(1).map_err(sql_err)?;
-        let parent: String = row.get(2).map_err(sql_err)?;
-        return Err(Error::Data(format!(
-            "foreign key violation: a row of {table} (rowid {}) points to a missing row of {parent}; nothing was loaded",
-            rowid.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
-        )));
-    }
-    Ok(())
 }

@@ -1,6 +1,8 @@
-//! The built-in SQL engine over SQLite: fixtures as Django's `dumpdata`
-//! writes them and `loaddata` reads them, streamed.
+//! The built-in SQL engine over SQLite and PostgreSQL: fixtures as Django's
+//! `dumpdata` writes them and `loaddata` reads them, streamed.
 //!
+//! - `backend`: what the engine asks of a database, and SQLite's answers;
+//!   `postgres`: PostgreSQL's;
 //! - `catalog`: the models of the database (labels, through tables, natural
 //!   keys, order), read from the database itself;
 //! - `schema`: one table's columns, keys and value forms;
@@ -8,10 +10,12 @@
 //! - `natural`: natural keys, both ways;
 //! - `dump`: the fixture writer; `load`: the loader.
 
+pub mod backend;
 pub mod catalog;
 mod dump;
 mod load;
 mod natural;
+mod postgres;
 pub mod pyjson;
 mod schema;
 mod values;
@@ -20,20 +24,23 @@ mod values;
 mod tests;
 
 use crate::Config;
+use crate::config::DataSource;
 use crate::engine::DataFile;
 use crate::engine::resolved::{Engine, ResolvedApp};
 use crate::error::sql_err;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
+pub use backend::Backend;
+pub use backend::{count_rows, read_table};
 pub use catalog::Catalog;
 pub use dump::{DumpFormat, DumpStats, dump_tables};
-pub use schema::{TableSchema, count_rows, quote_ident};
+pub use schema::{TableSchema, quote_ident};
 pub use values::{ColumnKind, Datetimes};
 
 /// Write the fixture of a definition of the built-in engine to `out`.
 pub fn dump_app(
-    conn: &rusqlite::Connection,
+    db: &dyn Backend,
     config: &Config,
     app: &ResolvedApp,
     out: &std::path::Path,
@@ -48,27 +55,59 @@ pub fn dump_app(
     for w in &app.warnings {
         progress.log(&format!("warning: {w}"));
     }
-    let catalog = Catalog::read(conn, &config.data.labels, &config.data.natural_keys)?;
+    let catalog = Catalog::read(db, &config.data.labels, &config.data.natural_keys)?;
     let format = DumpFormat {
         datetimes: config.data.datetimes,
         indent: config.data.indent,
         natural_foreign: app.config.natural_foreign,
         natural_primary: app.config.natural_primary,
     };
-    dump_tables(conn, &catalog, tables, format, out, progress)
+    dump_tables(db, &catalog, tables, format, out, progress)
+}
+
+/// Open the application database of the built-in engine to read from it,
+/// in one consistent snapshot.
+pub fn open_source(config: &Config) -> Result<Box<dyn Backend>> {
+    match config.data_source()? {
+        DataSource::Sqlite(path) => {
+            if !path.is_file() {
+                return Err(Error::Config(format!(
+                    "data.database_url: database {} does not exist",
+                    path.display()
+                )));
+            }
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| {
+                Error::Config(format!(
+                    "data.database_url: cannot open {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(Box::new(conn))
+        }
+        DataSource::Postgres(url) => Ok(Box::new(postgres::Postgres::open(
+            &url,
+            config.data.datetimes,
+            postgres::Access::Read,
+        )?)),
+    }
 }
 
 /// An open transaction holding applied fixtures. Dropping it rolls back.
 pub struct PendingTransaction {
-    conn: Option<rusqlite::Connection>,
+    db: Option<Box<dyn Backend>>,
     pub rows: u64,
 }
 
 impl PendingTransaction {
     pub fn commit(mut self) -> Result<()> {
-        let conn = self.conn.take().expect("connection present until commit");
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            let _ = conn.execute_batch("ROLLBACK");
+        let db = self.db.take().expect("connection present until commit");
+        if let Err(e) = db.commit() {
+            db.rollback();
             return Err(Error::Data(format!(
                 "commit failed, nothing was loaded: {e}"
             )));
@@ -79,20 +118,25 @@ impl PendingTransaction {
 
 impl Drop for PendingTransaction {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Some(db) = self.db.take() {
+            db.rollback();
         }
     }
 }
 
-/// Open the target database and apply every fixture inside one transaction
-/// that stays open. Foreign keys are checked before returning.
-pub fn load_fixtures(
-    config: &Config,
-    files: &[DataFile],
-    progress: &dyn Progress,
-) -> Result<PendingTransaction> {
-    let path = config.data_database()?;
+/// The target database, with a transaction begun and constraint checks
+/// deferred to its end.
+fn open_target(config: &Config) -> Result<Box<dyn Backend>> {
+    let path = match config.data_source()? {
+        DataSource::Sqlite(path) => path,
+        DataSource::Postgres(url) => {
+            return Ok(Box::new(postgres::Postgres::open(
+                &url,
+                config.data.datetimes,
+                postgres::Access::Write,
+            )?));
+        }
+    };
     if !path.is_file() {
         return Err(Error::Config(format!(
             "data.database_url: database {} does not exist (create its tables first)",
@@ -117,14 +161,25 @@ pub fn load_fixtures(
             path.display()
         ))
     })?;
+    Ok(Box::new(conn))
+}
+
+/// Open the target database and apply every fixture inside one transaction
+/// that stays open. Constraints are checked (and sequences reset) before
+/// returning.
+pub fn load_fixtures(
+    config: &Config,
+    files: &[DataFile],
+    progress: &dyn Progress,
+) -> Result<PendingTransaction> {
     let mut pending = PendingTransaction {
-        conn: Some(conn),
+        db: Some(open_target(config)?),
         rows: 0,
     };
-    let conn = pending.conn.as_ref().expect("just set");
-    let catalog = Catalog::read(conn, &config.data.labels, &config.data.natural_keys)?;
+    let db = pending.db.as_deref().expect("just set");
+    let catalog = Catalog::read(db, &config.data.labels, &config.data.natural_keys)?;
     let mut loader = load::Loader::new(
-        conn,
+        db,
         &catalog,
         config.data.datetimes,
         config.data.ignore_nonexistent,
@@ -136,7 +191,11 @@ pub fn load_fixtures(
         progress.log(&format!("Loaded {} ({rows} rows)", file.name));
         pending.rows += rows;
     }
-    drop(loader);
-    load::check_foreign_keys(conn)?;
+    let loaded: Vec<&TableSchema> = loader
+        .written
+        .iter()
+        .map(|i| &catalog.models[*i].schema)
+        .collect();
+    db.finish_load(&loaded)?;
     Ok(pending)
 }

@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
-use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::Value;
 
+use super::backend::{Backend, SqlValue, ValueRef};
 use super::catalog::Catalog;
 use super::schema::quote_ident;
 use super::values::{self, Datetimes};
@@ -36,7 +35,7 @@ impl Pk {
 }
 
 pub struct NaturalKeys<'a> {
-    conn: &'a Connection,
+    db: &'a dyn Backend,
     catalog: &'a Catalog,
     datetimes: Datetimes,
     keys: HashMap<(usize, Pk), Value>,
@@ -44,9 +43,9 @@ pub struct NaturalKeys<'a> {
 }
 
 impl<'a> NaturalKeys<'a> {
-    pub fn new(conn: &'a Connection, catalog: &'a Catalog, datetimes: Datetimes) -> Self {
+    pub fn new(db: &'a dyn Backend, catalog: &'a Catalog, datetimes: Datetimes) -> Self {
         NaturalKeys {
-            conn,
+            db,
             catalog,
             datetimes,
             keys: HashMap::new(),
@@ -69,38 +68,28 @@ impl<'a> NaturalKeys<'a> {
         }
         let m = &self.catalog.models[model];
         let fields = m.natural_key.clone().unwrap_or_default();
-        let pk_col = m.schema.pk.clone().ok_or("no primary key")?;
+        let pk_name = m.schema.pk.as_deref().ok_or("no primary key")?;
+        let pk_col = m.schema.column(pk_name).ok_or("no primary key")?;
         let columns: Vec<_> = fields
             .iter()
             .filter_map(|f| m.schema.columns.iter().find(|c| c.field == *f).cloned())
             .collect();
-        let select: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let select: Vec<String> = columns.iter().map(|c| self.db.select(c, None)).collect();
         let sql = format!(
-            "SELECT {} FROM {} WHERE {} = ?1",
+            "SELECT {} FROM {} WHERE {} = {}",
             select.join(", "),
             quote_ident(&m.table),
-            quote_ident(&pk_col)
+            quote_ident(pk_name),
+            self.db.placeholder(1, pk_col)
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
-        let row: Option<Vec<SqlValue>> = stmt
-            .query_row([SqlValue::from(pk)], |r| {
-                (0..columns.len())
-                    .map(|i| r.get::<_, SqlValue>(i))
-                    .collect()
-            })
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e.to_string()),
-            })?;
-        let Some(row) = row else {
+        let rows = self.db.query(&sql, &[SqlValue::from(pk)])?;
+        let Some(row) = rows.into_iter().next() else {
             return Err(format!(
                 "{} has no row with primary key {:?}",
                 m.label,
                 SqlValue::from(pk)
             ));
         };
-        drop(stmt);
         let mut key = Vec::new();
         for (c, v) in columns.iter().zip(&row) {
             let target = c.references.as_deref().and_then(|t| self.keyed_model(t));
@@ -220,23 +209,27 @@ impl<'a> NaturalKeys<'a> {
     ) -> Result<Option<SqlValue>, String> {
         let m = &self.catalog.models[model];
         let pk = m.schema.pk.as_deref().ok_or("no primary key")?;
-        let conditions: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (c, _))| format!("{} IS ?{}", quote_ident(c), i + 1))
-            .collect();
+        // `=` for values, `IS NULL` for none: the same on every database.
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        for (name, v) in columns {
+            let c = m.schema.column(name).ok_or("no such column")?;
+            if *v == SqlValue::Null {
+                conditions.push(format!("{} IS NULL", quote_ident(name)));
+            } else {
+                params.push(v.clone());
+                let p = self.db.placeholder(params.len(), c);
+                conditions.push(format!("{} = {p}", quote_ident(name)));
+            }
+        }
         let sql = format!(
             "SELECT {} FROM {} WHERE {}",
-            quote_ident(pk),
+            self.db
+                .select(m.schema.column(pk).ok_or("no primary key")?, None),
             quote_ident(&m.table),
             conditions.join(" AND ")
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
-        let params = rusqlite::params_from_iter(columns.iter().map(|(_, v)| v));
-        match stmt.query_row(params, |r| r.get::<_, SqlValue>(0)) {
-            Ok(v) => Ok(Some(v)),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
+        let rows = self.db.query(&sql, &params)?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
     }
 }

@@ -1,5 +1,6 @@
-//! What a table looks like, read from SQLite itself: columns and the form of
-//! their values, the primary key, foreign keys, unique column sets.
+//! What a table looks like, read from the database itself: columns and the
+//! form of their values, the primary key, foreign keys, unique column sets
+//! (SQLite's here, PostgreSQL's in `postgres`).
 
 use rusqlite::Connection;
 
@@ -21,6 +22,9 @@ pub struct Column {
     pub field: String,
     /// The table a foreign key column points to.
     pub references: Option<String>,
+    /// The database's type without modifiers (`character varying`), which
+    /// PostgreSQL casts parameters to; SQLite's declared type.
+    pub sql_type: String,
 }
 
 /// Columns of a table, in table order.
@@ -35,71 +39,6 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
-    /// Read a table that a fixture can hold: it needs a single-column primary key.
-    pub fn read(conn: &Connection, table: &str) -> Result<TableSchema> {
-        let schema = TableSchema::inspect(conn, table)?;
-        if schema.pk.is_none() {
-            return Err(Error::Data(no_pk_message(table)));
-        }
-        Ok(schema)
-    }
-
-    /// Read any table.
-    pub fn inspect(conn: &Connection, table: &str) -> Result<TableSchema> {
-        let q = quote_ident(table);
-        let mut stmt = conn
-            .prepare(&format!("PRAGMA table_info({q})"))
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })
-            .map_err(sql_err)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(sql_err)?;
-        if rows.is_empty() {
-            return Err(Error::Data(format!("table {table} does not exist")));
-        }
-        let sql: String = conn
-            .query_row(
-                "SELECT coalesce(sql, '') FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get(0),
-            )
-            .unwrap_or_default();
-        let sql = sql.to_ascii_lowercase();
-        let fks = foreign_keys(conn, table)?;
-        let pks: Vec<&String> = rows.iter().filter(|r| r.2 > 0).map(|r| &r.0).collect();
-        let columns = rows
-            .iter()
-            .map(|(name, declared, _)| {
-                let json =
-                    sql.contains(&format!("json_valid({})", quote_ident(name)).to_lowercase());
-                let references = fks.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
-                let field = match (&references, name.strip_suffix("_id")) {
-                    (Some(_), Some(f)) if !f.is_empty() => f.to_string(),
-                    _ => name.clone(),
-                };
-                Column {
-                    name: name.clone(),
-                    kind: ColumnKind::of_declared(declared, json),
-                    field,
-                    references,
-                }
-            })
-            .collect();
-        Ok(TableSchema {
-            name: table.to_string(),
-            pk: (pks.len() == 1).then(|| pks[0].clone()),
-            columns,
-            unique: unique_sets(conn, table)?,
-        })
-    }
-
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -126,6 +65,66 @@ impl TableSchema {
             .map(|p| self.kind(p))
             .unwrap_or(ColumnKind::Plain)
     }
+}
+
+/// The field a column holds: `category` for the foreign key `category_id`.
+pub fn field_name(column: &str, references: &Option<String>) -> String {
+    match (references, column.strip_suffix("_id")) {
+        (Some(_), Some(f)) if !f.is_empty() => f.to_string(),
+        _ => column.to_string(),
+    }
+}
+
+/// SQLite's answer to `Backend::inspect`.
+pub fn inspect_sqlite(conn: &Connection, table: &str) -> Result<TableSchema> {
+    let q = quote_ident(table);
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({q})"))
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(sql_err)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    if rows.is_empty() {
+        return Err(Error::Data(format!("table {table} does not exist")));
+    }
+    let sql: String = conn
+        .query_row(
+            "SELECT coalesce(sql, '') FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap_or_default();
+    let sql = sql.to_ascii_lowercase();
+    let fks = foreign_keys(conn, table)?;
+    let pks: Vec<&String> = rows.iter().filter(|r| r.2 > 0).map(|r| &r.0).collect();
+    let columns = rows
+        .iter()
+        .map(|(name, declared, _)| {
+            let json = sql.contains(&format!("json_valid({})", quote_ident(name)).to_lowercase());
+            let references = fks.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
+            Column {
+                name: name.clone(),
+                kind: ColumnKind::of_declared(declared, json),
+                field: field_name(name, &references),
+                references,
+                sql_type: declared.clone(),
+            }
+        })
+        .collect();
+    Ok(TableSchema {
+        name: table.to_string(),
+        pk: (pks.len() == 1).then(|| pks[0].clone()),
+        columns,
+        unique: unique_sets(conn, table)?,
+    })
 }
 
 pub fn no_pk_message(table: &str) -> String {
@@ -170,15 +169,4 @@ fn unique_sets(conn: &Connection, table: &str) -> Result<Vec<Vec<String>>> {
         sets.push(cols.into_iter().flatten().collect());
     }
     Ok(sets)
-}
-
-/// Row count of a table, for `dump --check`.
-pub fn count_rows(conn: &Connection, table: &str) -> Result<u64> {
-    conn.query_row(
-        &format!("SELECT COUNT(*) FROM {}", quote_ident(table)),
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n as u64)
-    .map_err(sql_err)
 }

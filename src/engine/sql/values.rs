@@ -1,6 +1,7 @@
-//! Column values between their SQLite form and their fixture form, as
-//! Django's serializer (through `DjangoJSONEncoder`) and its SQLite backend
-//! write them.
+//! Column values between their stored form and their fixture form, as
+//! Django's serializer (through `DjangoJSONEncoder`) writes them. The stored
+//! form is the one Django's SQLite backend writes; PostgreSQL's values are
+//! selected in that same form (see `postgres`).
 
 use std::io::{self, Write};
 
@@ -29,6 +30,9 @@ pub enum ColumnKind {
     Uuid,
     /// `text` checked by `JSON_VALID`: written as the JSON value it holds.
     Json,
+    /// PostgreSQL's `interval` (`DurationField`), stored as microseconds:
+    /// written as Django's `duration_iso_string`.
+    Duration,
 }
 
 impl ColumnKind {
@@ -47,7 +51,111 @@ impl ColumnKind {
     }
 }
 
+impl ColumnKind {
+    /// The kind of a PostgreSQL column, by its type without modifiers.
+    pub fn of_postgres(sql_type: &str) -> ColumnKind {
+        match sql_type {
+            "timestamp with time zone" | "timestamp without time zone" => ColumnKind::DateTime,
+            "time without time zone" => ColumnKind::Time,
+            "boolean" => ColumnKind::Bool,
+            "bytea" => ColumnKind::Blob,
+            "numeric" => ColumnKind::Decimal,
+            "uuid" => ColumnKind::Uuid,
+            "jsonb" | "json" => ColumnKind::Json,
+            "interval" => ColumnKind::Duration,
+            _ => ColumnKind::Plain,
+        }
+    }
+}
+
 pub use crate::config::Datetimes;
+
+/// Django's `duration_iso_string`: `P1DT02H03M04.000005S`, `-P0DT00H00M01S`.
+pub fn duration_to_fixture(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let total = micros.unsigned_abs();
+    let (seconds, us) = (total / 1_000_000, total % 1_000_000);
+    let days = seconds / 86_400;
+    let (h, m, s) = (seconds % 86_400 / 3600, seconds % 3600 / 60, seconds % 60);
+    let frac = if us > 0 {
+        format!(".{us:06}")
+    } else {
+        String::new()
+    };
+    format!("{sign}P{days}DT{h:02}H{m:02}M{s:02}{frac}S")
+}
+
+/// Microseconds of a duration as Django's `parse_duration` reads it: ISO 8601
+/// (`P1DT02H03M04.5S`, the form it writes) or `[-][D ]HH:MM:SS[.f]`.
+pub fn duration_from_fixture(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let (negative, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let micros = match t.strip_prefix('P') {
+        Some(iso) => iso_duration(iso)?,
+        None => clock_duration(t)?,
+    };
+    Some(if negative { -micros } else { micros })
+}
+
+/// A number with an optional fraction, scaled by `unit` microseconds.
+fn scaled(number: &str, unit: i64) -> Option<i64> {
+    let (int, frac) = number.split_once(['.', ',']).unwrap_or((number, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole = int.parse::<i64>().ok()?.checked_mul(unit)?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(12)
+        .collect();
+    let part = (digits.parse::<i128>().ok()? * unit as i128 / 1_000_000_000_000) as i64;
+    whole.checked_add(part)
+}
+
+fn iso_duration(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T').unwrap_or((s, ""));
+    let mut total = 0i64;
+    let mut take = |part: &str, units: &[(char, i64)]| -> Option<()> {
+        let mut rest = part;
+        for (letter, unit) in units {
+            if let Some((n, tail)) = rest.split_once(*letter) {
+                total = total.checked_add(scaled(n, *unit)?)?;
+                rest = tail;
+            }
+        }
+        rest.is_empty().then_some(())
+    };
+    take(date, &[('D', 86_400_000_000)])?;
+    take(
+        time,
+        &[('H', 3_600_000_000), ('M', 60_000_000), ('S', 1_000_000)],
+    )?;
+    (!s.is_empty()).then_some(total)
+}
+
+fn clock_duration(s: &str) -> Option<i64> {
+    let (days, clock) = match s.split_once(' ') {
+        Some((d, c)) => (scaled(d.trim_end_matches(" days"), 86_400_000_000)?, c),
+        None => (0, s),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let (h, m, sec) = match parts.as_slice() {
+        [h, m, s] => (scaled(h, 3_600_000_000)?, scaled(m, 60_000_000)?, s),
+        [m, s] => (0, scaled(m, 60_000_000)?, s),
+        [s] => (0, 0, s),
+        _ => return None,
+    };
+    [days, h, m, scaled(sec, 1_000_000)?]
+        .iter()
+        .try_fold(0i64, |a, b| a.checked_add(*b))
+}
 
 /// `YYYY-MM-DD HH:MM:SS[.f]` split into date, time and fraction digits.
 fn split_stored_datetime(s: &str) -> Option<(&str, &str, &str)> {
@@ -225,6 +333,9 @@ pub fn write_fixture_value(
             let text = decimal_text(v).ok_or("a decimal that is not finite")?;
             pyjson::write_str(w, &text, false).map_err(io)
         }
+        (ValueRef::Integer(us), ColumnKind::Duration) => {
+            pyjson::write_str(w, &duration_to_fixture(us), false).map_err(io)
+        }
         (ValueRef::Integer(i), _) => w
             .write_all(itoa::Buffer::new().format(i).as_bytes())
             .map_err(io),
@@ -287,6 +398,20 @@ pub fn sql_value(
         return Ok(SqlValue::Text(
             String::from_utf8(out).map_err(|e| e.to_string())?,
         ));
+    }
+    if kind == ColumnKind::Duration {
+        return match v {
+            Value::Null => Ok(SqlValue::Null),
+            Value::String(s) => duration_from_fixture(s)
+                .map(SqlValue::Integer)
+                .ok_or_else(|| format!("{s:?} is not a duration")),
+            // `parse_duration(str(n))`: a number is seconds.
+            Value::Number(n) => n
+                .as_f64()
+                .map(|f| SqlValue::Integer((f * 1e6).round() as i64))
+                .ok_or_else(|| format!("{n} is not a duration")),
+            other => Err(format!("{other} is not a duration")),
+        };
     }
     Ok(match v {
         Value::Null => SqlValue::Null,
@@ -364,6 +489,31 @@ mod tests {
         );
         assert_eq!(from("2024-01-01"), None);
         assert!(datetime_from_fixture("2024-13-01T15:08:00Z", Utc).is_err());
+    }
+
+    #[test]
+    fn durations_as_django_writes_and_reads_them() {
+        let day = 86_400_000_000i64;
+        for (us, text) in [
+            (0, "P0DT00H00M00S"),
+            (
+                day + 2 * 3_600_000_000 + 3 * 60_000_000 + 4_000_005,
+                "P1DT02H03M04.000005S",
+            ),
+            (-1_000_000, "-P0DT00H00M01S"),
+            (400 * day + 1, "P400DT00H00M00.000001S"),
+        ] {
+            assert_eq!(duration_to_fixture(us), text);
+            assert_eq!(duration_from_fixture(text), Some(us), "{text}");
+        }
+        assert_eq!(
+            duration_from_fixture("1 02:00:00.5"),
+            Some(day + 7_200_500_000)
+        );
+        assert_eq!(duration_from_fixture("PT1.5S"), Some(1_500_000));
+        assert_eq!(duration_from_fixture("90"), Some(90_000_000));
+        assert_eq!(duration_from_fixture("P1Y"), None);
+        assert_eq!(duration_from_fixture("soon"), None);
     }
 
     #[test]

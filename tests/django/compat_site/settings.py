@@ -8,6 +8,7 @@ copy of this directory is an independent site.
 """
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 # Diskette's defaults for every DISKETTE_* setting; the ones below override them.
 from diskette.settings import *  # noqa: F401,F403
@@ -56,6 +57,18 @@ DATABASES = {
         "NAME": BASE_DIR / "db.sqlite3",
     }
 }
+# PostgreSQL instead when DJANGO_DATABASE_URL names one
+# (postgres://USER[:PASSWORD]@HOST:PORT/NAME), through psycopg.
+if os.environ.get("DJANGO_DATABASE_URL"):
+    _url = urlsplit(os.environ["DJANGO_DATABASE_URL"])
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _url.path.lstrip("/"),
+        "USER": unquote(_url.username or ""),
+        "PASSWORD": unquote(_url.password or ""),
+        "HOST": _url.hostname or "",
+        "PORT": str(_url.port or ""),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 USE_TZ = True

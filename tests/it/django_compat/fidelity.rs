@@ -25,31 +25,56 @@ use crate::support as common;
 // ---------------------------------------------------------------------------
 // Django sites.
 
-struct Site {
-    dir: PathBuf,
+pub(super) struct Site {
+    pub(super) dir: PathBuf,
+    /// A PostgreSQL database the site runs on, instead of its SQLite file.
+    database: Option<String>,
 }
 
 impl Site {
     /// A fresh copy of the project, migrated.
-    fn new(dir: PathBuf) -> Site {
+    pub(super) fn new(dir: PathBuf) -> Site {
+        Site::on(dir, None)
+    }
+
+    /// A fresh copy of the project, migrated, on this PostgreSQL database.
+    pub(super) fn on(dir: PathBuf, database: Option<&str>) -> Site {
         copy_project(Path::new(PROJECT), &dir);
-        let site = Site { dir };
+        let site = Site {
+            dir,
+            database: database.map(str::to_string),
+        };
         site.manage(&["migrate", "--no-input", "-v", "0"]);
         site
     }
 
-    fn seeded(dir: PathBuf) -> Site {
-        let site = Site::new(dir);
-        site.manage(&["seed_shop"]);
-        site
+    pub(super) fn seeded(dir: PathBuf) -> Site {
+        Site::new(dir).seed()
     }
 
-    fn db(&self) -> PathBuf {
+    pub(super) fn seed(self) -> Site {
+        self.manage(&["seed_shop"]);
+        self
+    }
+
+    pub(super) fn db(&self) -> PathBuf {
         self.dir.join("db.sqlite3")
     }
 
-    fn manage(&self, args: &[&str]) -> String {
-        let out = Command::new(venv_python())
+    /// The `[data] database_url` of the site's database.
+    pub(super) fn url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.db().display()))
+    }
+
+    pub(super) fn manage(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(venv_python());
+        match &self.database {
+            Some(url) => cmd.env("DJANGO_DATABASE_URL", url),
+            None => cmd.env_remove("DJANGO_DATABASE_URL"),
+        };
+        let out = cmd
             .current_dir(&self.dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env_remove("DJANGO_SETTINGS_MODULE")
@@ -69,7 +94,7 @@ impl Site {
     }
 
     /// `diskette_dump` of data only, with these definitions; the archive.
-    fn diskette_dump(&self, defs: &[Def], into: &Path, extra: &[&str]) -> PathBuf {
+    pub(super) fn diskette_dump(&self, defs: &[Def], into: &Path, extra: &[&str]) -> PathBuf {
         fs::create_dir_all(into).unwrap();
         let appconf = into.join("appconf.json");
         let list: Vec<Value> = defs.iter().map(Def::diskette).collect();
@@ -94,7 +119,7 @@ impl Site {
 // Application definitions, written for both.
 
 #[derive(Clone, Default)]
-struct Def {
+pub(super) struct Def {
     name: &'static str,
     models: &'static [&'static str],
     excludes: &'static [&'static str],
@@ -141,7 +166,7 @@ impl Def {
 
 /// The definitions of a site, natural keys where Diskette's documentation
 /// puts them, or nowhere.
-fn definitions(natural: bool) -> Vec<Def> {
+pub(super) fn definitions(natural: bool) -> Vec<Def> {
     vec![
         Def {
             name: "django.contrib.sites",
@@ -183,11 +208,16 @@ fn definitions(natural: bool) -> Vec<Def> {
 
 /// Our configuration for `db` with these definitions.
 fn our_config(dir: &Path, db: &Path, defs: &[Def], extra_data: &str) -> PathBuf {
+    our_config_url(dir, &format!("sqlite://{}", db.display()), defs, extra_data)
+}
+
+/// Our configuration for the database at `url` with these definitions.
+pub(super) fn our_config_url(dir: &Path, url: &str, defs: &[Def], extra_data: &str) -> PathBuf {
     let mut text = format!(
         "[data]\ndatabase_url = {}\nlabels = {{ legacy_archived = \"shop_app.archived\" }}\n{extra_data}\n\
          [data.natural_keys]\n\"shop_app.supplier\" = [\"slug\"]\n\n[dump]\npath = \"ours\"\n\
          filename = \"ours{{features}}.tar.gz\"\n\n[load]\nstorages_basepath = \"restored\"\n",
-        json!(format!("sqlite://{}", db.display()))
+        json!(url)
     );
     for d in defs {
         text.push_str(&d.toml());
@@ -195,7 +225,7 @@ fn our_config(dir: &Path, db: &Path, defs: &[Def], extra_data: &str) -> PathBuf 
     common::write_config(dir, &text)
 }
 
-fn our_dump(config: &Path, args: &[&str]) -> PathBuf {
+pub(super) fn our_dump(config: &Path, args: &[&str]) -> PathBuf {
     let mut all = vec!["dump", "--no-storages"];
     all.extend(args);
     let out = common::diskette(config, &all).output().unwrap();
@@ -207,14 +237,14 @@ fn our_dump(config: &Path, args: &[&str]) -> PathBuf {
     config.parent().unwrap().join("ours/ours_data.tar.gz")
 }
 
-fn our_load(config: &Path, archive: &Path, args: &[&str]) -> std::process::Output {
+pub(super) fn our_load(config: &Path, archive: &Path, args: &[&str]) -> std::process::Output {
     let mut all = vec!["load", archive.to_str().unwrap(), "--no-storages"];
     all.extend(args);
     common::diskette(config, &all).output().unwrap()
 }
 
 /// The data files of an archive: name → bytes.
-fn data_files(archive: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn data_files(archive: &Path) -> BTreeMap<String, Vec<u8>> {
     let gz = flate2::read::GzDecoder::new(fs::File::open(archive).unwrap());
     let mut tar = tar::Archive::new(gz);
     let mut out = BTreeMap::new();
@@ -234,7 +264,7 @@ fn data_files(archive: &Path) -> BTreeMap<String, Vec<u8>> {
 /// columns keep no scale (`"12.5"` for Django's `"12.50"`). Strings stay
 /// strings and numbers stay numbers, so a decimal written as a JSON number
 /// differs from Django's string.
-fn numbers(v: &Value) -> Value {
+pub(super) fn numbers(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(decimal(s).unwrap_or_else(|| s.clone())),
         Value::Array(items) => Value::Array(items.iter().map(numbers).collect()),
@@ -265,7 +295,7 @@ fn decimal(s: &str) -> Option<String> {
 }
 
 /// Each fixture of `ours` holds the records of `theirs`, in the same order.
-fn assert_same_fixtures(theirs: &Path, ours: &Path, what: &str) {
+pub(super) fn assert_same_fixtures(theirs: &Path, ours: &Path, what: &str) {
     let (theirs, ours) = (data_files(theirs), data_files(ours));
     assert_eq!(
         theirs.keys().collect::<Vec<_>>(),

@@ -21,6 +21,7 @@
 mod compare;
 mod diskette_definitions;
 mod fidelity;
+mod postgres;
 mod site;
 
 use std::collections::BTreeMap;
