@@ -15,6 +15,7 @@ mod hardening_transfer;
 mod load_archives;
 mod load_hostile;
 mod roundtrip;
+mod s3_store;
 mod schedules;
 mod storage_changes;
 mod verify;
