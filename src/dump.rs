@@ -1,9 +1,11 @@
-//! `diskette dump`: one streaming pass files → tar → gzip → BLAKE2b → disk.
+//! `diskette dump`: one streaming pass files → tar → gzip → BLAKE2b → disk
+//! (or an object store).
 //!
 //! The archive is written to a temporary file in the destination directory,
 //! fsynced, then linked into place under a name that never replaces an
 //! existing file (or, when asked, renamed over the file of that name); on any
-//! error no file is left behind.
+//! error no file is left behind. Into an S3 bucket, it streams into a
+//! multipart upload that only a complete archive completes.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,6 +20,7 @@ use crate::archive::{DATA_DIR, MANIFEST, filename};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::storages::{EntryKind, Excludes, Storage};
+use crate::store::ArchiveStore;
 
 /// Prefix of every temporary file or directory a dump creates in the dump
 /// directory; whatever carries it after a crash is an orphan.
@@ -80,8 +83,15 @@ struct Plan {
     apps: Vec<ResolvedApp>,
     storages: Vec<Storage>,
     excludes: Excludes,
-    destination: PathBuf,
+    destination: Destination,
     pattern: String,
+}
+
+/// Where the archive goes: `--destination` or a local `[dump] path`, or the
+/// bucket an `s3://` `[dump] path` names.
+enum Destination {
+    Dir(PathBuf),
+    S3(crate::store::S3Store),
 }
 
 impl Plan {
@@ -142,10 +152,13 @@ fn plan(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<
         .clone()
         .unwrap_or_else(|| config.dump.filename.clone());
     filename::validate_pattern(&pattern).map_err(|m| Error::Usage(format!("--filename: {m}")))?;
-    let destination = opts
-        .destination
-        .clone()
-        .unwrap_or_else(|| config.dump.path.clone());
+    let destination = match &opts.destination {
+        Some(dir) => Destination::Dir(dir.clone()),
+        None => match ArchiveStore::open(&config.dump.path, &config.dump.s3_env)? {
+            ArchiveStore::Local(dir) => Destination::Dir(dir),
+            ArchiveStore::S3(store) => Destination::S3(store),
+        },
+    };
     Ok(Plan {
         apps,
         storages,
@@ -159,11 +172,9 @@ fn now_local() -> time::OffsetDateTime {
     time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc())
 }
 
-/// Write the archive; on any error no file is left behind.
+/// Write the archive; on any error no file (nor object) is left behind.
 pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<DumpOutcome> {
     let plan = plan(config, opts, progress)?;
-    let mode = config.dump.mode()?;
-    fs::create_dir_all(&plan.destination).ctx("create the dump directory", &plan.destination)?;
     let now = now_local();
     let name = filename::render(
         &plan.pattern,
@@ -171,23 +182,136 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
         plan.with_storages(),
         &filename::date_stamp(now),
     );
+    match &plan.destination {
+        Destination::Dir(dir) => dump_to_dir(config, opts, &plan, dir, &name, now, progress),
+        Destination::S3(store) => dump_to_s3(config, opts, &plan, store, &name, now, progress),
+    }
+}
+
+/// Into a temporary file of `dir`, fsynced, then given its name.
+fn dump_to_dir(
+    config: &Config,
+    opts: &DumpOptions,
+    plan: &Plan,
+    dir: &Path,
+    name: &str,
+    now: time::OffsetDateTime,
+    progress: &dyn Progress,
+) -> Result<DumpOutcome> {
+    let mode = config.dump.mode()?;
+    fs::create_dir_all(dir).ctx("create the dump directory", dir)?;
     progress.log(&format!(
         "Dumping {} into {}",
         describe_kinds(plan.with_data(), plan.with_storages()),
-        plan.destination.join(&name).display()
+        dir.join(name).display()
     ));
-
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .suffix(".tar.gz")
-        .tempfile_in(&plan.destination)
-        .ctx("create a temporary file in", &plan.destination)?;
+        .tempfile_in(dir)
+        .ctx("create a temporary file in", dir)?;
     let file = tmp.as_file().try_clone().ctx("open", tmp.path())?;
-    let mut packer = Packer::new(config, file, now);
-    let staged = stage_data(config, &plan, progress)?;
-    begin_progress(&plan, &staged, progress)?;
+    let written = write_archive(config, plan, file, dir, now, progress)?;
+    written
+        .finished
+        .file
+        .sync_all()
+        .ctx("write archive at", tmp.path())?;
+
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .ctx("set permissions of", tmp.path())?;
+    let (path, filename) = if opts.replace {
+        replace(tmp, dir, name)?
+    } else {
+        place(tmp, dir, name)?
+    };
+    let display = path.display().to_string();
+    Ok(written.outcome(opts, plan, path, filename, &display, progress))
+}
+
+/// Streamed into a multipart upload: the object appears under its name only
+/// once complete; dropped on an error, the upload is aborted.
+fn dump_to_s3(
+    config: &Config,
+    opts: &DumpOptions,
+    plan: &Plan,
+    store: &crate::store::S3Store,
+    name: &str,
+    now: time::OffsetDateTime,
+    progress: &dyn Progress,
+) -> Result<DumpOutcome> {
+    let name = if opts.replace {
+        name.to_string()
+    } else {
+        store.free_name_blocking(name)?
+    };
+    let url = store.location().url_of(&name);
+    progress.log(&format!(
+        "Dumping {} into {url}",
+        describe_kinds(plan.with_data(), plan.with_storages()),
+    ));
+    let upload = store.upload(&name)?;
+    // Only the data fixtures are staged on local disk, never the archive.
+    let mut written = write_archive(config, plan, upload, &std::env::temp_dir(), now, progress)?;
+    written.finished.file.complete()?;
+    Ok(written.outcome(opts, plan, PathBuf::from(&url), name, &url, progress))
+}
+
+/// A finished archive and what went into it.
+struct Written<W> {
+    finished: Finished<W>,
+    files: u64,
+    bytes: u64,
+    rows: u64,
+}
+
+impl<W> Written<W> {
+    fn outcome(
+        &self,
+        opts: &DumpOptions,
+        plan: &Plan,
+        path: PathBuf,
+        filename: String,
+        display: &str,
+        progress: &dyn Progress,
+    ) -> DumpOutcome {
+        progress.log(&format!(
+            "Archive created: {display} ({})",
+            humansize::format_size(self.finished.size, humansize::DECIMAL)
+        ));
+        if opts.log_checksum {
+            progress.log(&format!("Checksum: {}", self.finished.checksum));
+        }
+        DumpOutcome {
+            path,
+            filename,
+            size: self.finished.size,
+            checksum: self.finished.checksum.clone(),
+            files: self.files,
+            bytes: self.bytes,
+            rows: self.rows,
+            with_data: plan.with_data(),
+            with_storages: plan.with_storages(),
+        }
+    }
+}
+
+/// The one streaming pass: fixtures staged in `staging`, then tar → gzip →
+/// BLAKE2b → `out`.
+fn write_archive<W: io::Write>(
+    config: &Config,
+    plan: &Plan,
+    out: W,
+    staging: &Path,
+    now: time::OffsetDateTime,
+    progress: &dyn Progress,
+) -> Result<Written<W>> {
+    let mut packer = Packer::new(config, out, now);
+    let staged = stage_data(config, plan, staging, progress)?;
+    begin_progress(plan, &staged, progress)?;
     if let Some(dir) = &staged.dir {
-        packer.add_data(&plan, dir.path(), progress)?;
+        packer.add_data(plan, dir.path(), progress)?;
     }
     drop(staged.dir);
     for storage in &plan.storages {
@@ -202,34 +326,11 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
             .then(|| plan.storages.iter().map(|s| s.arcname.clone()).collect()),
     };
     let (finished, files, bytes) = packer.finish(&manifest)?;
-    drop(finished.file);
-
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
-        .ctx("set permissions of", tmp.path())?;
-    let (path, filename) = if opts.replace {
-        replace(tmp, &plan.destination, &name)?
-    } else {
-        place(tmp, &plan.destination, &name)?
-    };
-    progress.log(&format!(
-        "Archive created: {} ({})",
-        path.display(),
-        humansize::format_size(finished.size, humansize::DECIMAL)
-    ));
-    if opts.log_checksum {
-        progress.log(&format!("Checksum: {}", finished.checksum));
-    }
-    Ok(DumpOutcome {
-        path,
-        filename,
-        size: finished.size,
-        checksum: finished.checksum,
+    Ok(Written {
+        finished,
         files,
         bytes,
         rows: staged.rows,
-        with_data: plan.with_data(),
-        with_storages: plan.with_storages(),
     })
 }
 
@@ -244,7 +345,12 @@ struct Staged {
 }
 
 /// Dump every application's data into a staging directory.
-fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<Staged> {
+fn stage_data(
+    config: &Config,
+    plan: &Plan,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<Staged> {
     let mut staged = Staged {
         dir: None,
         datas: Vec::new(),
@@ -255,8 +361,8 @@ fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<S
     }
     let dir = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .tempdir_in(&plan.destination)
-        .ctx("create a temporary directory in", &plan.destination)?;
+        .tempdir_in(staging)
+        .ctx("create a temporary directory in", staging)?;
     let conn = sql_source(config, plan)?;
     for app in &plan.apps {
         if progress.is_cancelled() {
@@ -324,8 +430,8 @@ fn begin_progress(plan: &Plan, staged: &Staged, progress: &dyn Progress) -> Resu
 }
 
 /// The archive being written, and what went into it.
-struct Packer {
-    writer: ArchiveWriter,
+struct Packer<W: io::Write> {
+    writer: ArchiveWriter<W>,
     /// Of the entries made up by the dump (`data/`, the manifest).
     mtime: u64,
     /// Storage files, links and data fixtures archived.
@@ -334,8 +440,8 @@ struct Packer {
     bytes: u64,
 }
 
-impl Packer {
-    fn new(config: &Config, file: fs::File, now: time::OffsetDateTime) -> Self {
+impl<W: io::Write> Packer<W> {
+    fn new(config: &Config, file: W, now: time::OffsetDateTime) -> Self {
         Packer {
             writer: ArchiveWriter::new(
                 file,
@@ -407,7 +513,7 @@ impl Packer {
 
     /// The manifest last, then the gzip trailer. Returns the finished file
     /// with its size and checksum, and the files and bytes archived.
-    fn finish(mut self, manifest: &Manifest) -> Result<(Finished, u64, u64)> {
+    fn finish(mut self, manifest: &Manifest) -> Result<(Finished<W>, u64, u64)> {
         self.writer
             .append_bytes(MANIFEST, manifest.to_json().as_bytes(), self.mtime)?;
         let finished = self.writer.finish()?;
@@ -487,21 +593,23 @@ pub fn check(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Re
         plan.with_storages(),
         &filename::date_stamp(now_local()),
     );
-    let dest_state = if plan.destination.is_dir() {
-        ""
-    } else if plan.destination.exists() {
-        return Err(Error::Usage(format!(
-            "destination {} exists and is not a directory",
-            plan.destination.display()
-        )));
-    } else {
-        " (will be created)"
+    let archive = match &plan.destination {
+        Destination::Dir(dir) => {
+            let state = if dir.is_dir() {
+                ""
+            } else if dir.exists() {
+                return Err(Error::Usage(format!(
+                    "destination {} exists and is not a directory",
+                    dir.display()
+                )));
+            } else {
+                " (will be created)"
+            };
+            format!("{}{state}", dir.join(&name).display())
+        }
+        Destination::S3(store) => store.location().url_of(&name),
     };
-    let _ = writeln!(
-        out,
-        "Archive: {}{dest_state}",
-        plan.destination.join(&name).display()
-    );
+    let _ = writeln!(out, "Archive: {archive}");
     let mut total_rows = 0u64;
     if plan.with_data() {
         let _ = writeln!(out, "Data:");

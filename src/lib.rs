@@ -22,6 +22,7 @@ pub mod progress;
 pub mod registry;
 pub mod schedule;
 pub mod storages;
+pub mod store;
 pub mod users;
 pub mod verify;
 pub mod web;

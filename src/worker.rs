@@ -145,7 +145,9 @@ impl Worker {
             with_data: set.with_data(),
             with_storages: set.with_storages(),
             storages_excludes: true,
-            destination: Some(self.registry.dump_dir().to_path_buf()),
+            // A local store's directory; none for an object store, which
+            // the engine finds in the configuration.
+            destination: self.registry.store().local_dir().map(|d| d.to_path_buf()),
             // The dump id in the name: two dumps never share a file.
             filename: Some(unique_pattern(&self.config.dump.filename, id)),
             strict: true,
@@ -189,7 +191,11 @@ impl Worker {
                 let recorded = self.record(id, &outcome, &progress).await;
                 if !matches!(recorded, Ok(true)) {
                     // Not recorded as processed: the file would be untracked.
-                    let _ = std::fs::remove_file(&outcome.path);
+                    if self.registry.store().local_dir().is_some() {
+                        let _ = std::fs::remove_file(&outcome.path);
+                    } else {
+                        let _ = self.registry.store().delete(&outcome.filename).await;
+                    }
                 }
                 match recorded {
                     Ok(true) => {

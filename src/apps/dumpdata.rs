@@ -23,6 +23,13 @@ pub fn script(config: &Config, destination: Option<&Path>) -> Result<String> {
         ));
     }
     let (apps, catalog) = crate::apps::resolve_with_catalog(config)?;
+    if destination.is_none() && config.dump.s3_url().is_some() {
+        return Err(Error::Usage(
+            "--no-archive writes fixture files: give a local --destination, [dump] path is \
+             an S3 bucket"
+                .into(),
+        ));
+    }
     let destination = destination.unwrap_or(&config.dump.path);
     // What `dumpdata` without labels dumps: every model but the auto-created ones.
     let all_models: Vec<String> = catalog

@@ -5,7 +5,7 @@
 //! standard gzip member that `gzip -t`, GNU tar and Python's `tarfile` read.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::gzip::GzipWriter;
@@ -31,26 +31,28 @@ pub fn is_compressed_media(name: &str) -> bool {
     })
 }
 
-type Sink = HashingWriter<BufWriter<File>>;
+type Sink<W> = HashingWriter<BufWriter<W>>;
 
-/// The tar builder over gzip over the hashing writer over the file.
-pub struct ArchiveWriter {
-    builder: tar::Builder<GzipWriter<Sink>>,
+/// The tar builder over gzip over the hashing writer over the output (a
+/// file, or an upload to an object store).
+pub struct ArchiveWriter<W: Write = File> {
+    builder: tar::Builder<GzipWriter<Sink<W>>>,
     level: u32,
     media_level: u32,
 }
 
 /// What `ArchiveWriter::finish` hands back.
-pub struct Finished {
-    pub file: File,
+pub struct Finished<W = File> {
+    /// The output, flushed.
+    pub file: W,
     pub checksum: String,
     pub size: u64,
 }
 
-impl ArchiveWriter {
+impl<W: Write> ArchiveWriter<W> {
     /// `level` for compressible content, `media_level` for already-compressed files.
     /// `threads` compress in parallel (1: on the calling thread).
-    pub fn new(file: File, level: u32, media_level: u32, threads: usize) -> Self {
+    pub fn new(file: W, level: u32, media_level: u32, threads: usize) -> Self {
         let sink = HashingWriter::new(BufWriter::with_capacity(OUT_CHUNK, file));
         let mut builder = tar::Builder::new(GzipWriter::with_threads(sink, level, threads));
         builder.mode(tar::HeaderMode::Complete);
@@ -197,8 +199,9 @@ impl ArchiveWriter {
         })
     }
 
-    /// End the tar and the gzip stream, flush and fsync the file.
-    pub fn finish(self) -> Result<Finished> {
+    /// End the tar and the gzip stream and flush the output (a file is not
+    /// fsynced here: its owner does it).
+    pub fn finish(self) -> Result<Finished<W>> {
         let gz = self
             .builder
             .into_inner()
@@ -208,8 +211,6 @@ impl ArchiveWriter {
         let file = buf
             .into_inner()
             .map_err(|e| write_err("end of archive", e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| write_err("end of archive", e))?;
         Ok(Finished {
             file,
             checksum,

@@ -376,7 +376,13 @@ fn console_log(quiet: bool, line: &str) {
 /// user input in fields and messages is escaped (`logging`).
 pub fn init_tracing(quiet: bool) {
     use std::io::IsTerminal;
-    let default = if quiet { "warn" } else { "info" };
+    // The object store client's retries are its own business: its final
+    // error is what the user sees.
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,object_store=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

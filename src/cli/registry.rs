@@ -160,6 +160,7 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
     }
     runtime()?.block_on(async {
         let registry = Registry::open(&config).await?;
+        registry.store().check().await?;
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
         tokio::spawn(async move {
@@ -188,7 +189,7 @@ pub fn dump_and_save(config: &Config, opts: &DumpOptions, quiet: bool) -> Result
                 if !quiet {
                     eprintln!(
                         "Dump {id} saved: {} ({})",
-                        registry.dump_dir().join(dump.filename_str()).display(),
+                        registry.store().display_name(dump.filename_str()),
                         dump.size_human()
                     );
                 }

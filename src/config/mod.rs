@@ -157,6 +157,10 @@ pub struct DumpConfig {
     pub threads: usize,
     /// How often available archives are re-verified (`"1d"`, `"12h"`, `"never"`).
     pub verify_every: Every,
+    /// The `AWS_*` variables of the environment the configuration was read
+    /// with: they configure an `s3://` path.
+    #[serde(skip)]
+    pub s3_env: crate::store::S3Env,
 }
 
 impl Default for DumpConfig {
@@ -171,11 +175,17 @@ impl Default for DumpConfig {
             compressed_media_level: 0,
             threads: 0,
             verify_every: Default::default(),
+            s3_env: Default::default(),
         }
     }
 }
 
 impl DumpConfig {
+    /// `[dump] path` when it names an S3 bucket (`s3://BUCKET/PREFIX`).
+    pub fn s3_url(&self) -> Option<&str> {
+        self.path.to_str().filter(|p| p.starts_with("s3://"))
+    }
+
     /// Compression threads to use.
     pub fn threads(&self) -> usize {
         match self.threads {
@@ -368,7 +378,8 @@ impl Config {
                 .unwrap_or_default();
             Error::Config(format!("invalid TOML{line}: {}", e.message()))
         })?;
-        apply_env_overrides(&mut table, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env_overrides(&mut table, env.iter().cloned())?;
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
@@ -386,6 +397,7 @@ impl Config {
             load: raw.load,
             notify: raw.notify,
         };
+        config.dump.s3_env = crate::store::S3Env::capture(env);
         config.resolve_paths();
         config.validate()?;
         Ok(config)
@@ -400,7 +412,10 @@ impl Config {
                 base.join(p)
             }
         };
-        self.dump.path = abs(&self.dump.path);
+        // An `s3://` URL is no path.
+        if self.dump.s3_url().is_none() {
+            self.dump.path = abs(&self.dump.path);
+        }
         self.storages.basepath = abs(&self.storages.basepath);
         self.storages.paths = self.storages.paths.iter().map(|p| abs(p)).collect();
         self.load.storages_basepath = abs(&self.load.storages_basepath);
@@ -408,6 +423,7 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.dump.mode()?;
+        crate::store::S3Location::from_path(&self.dump.path)?;
         for (key, level) in [
             ("dump.compression_level", self.dump.compression_level),
             (

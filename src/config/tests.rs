@@ -179,3 +179,30 @@ fn data_database_url_is_sqlite_or_postgres_and_never_shows_a_password() {
     );
     assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
 }
+
+#[test]
+fn an_s3_dump_path_stays_a_url_and_keeps_the_aws_variables() {
+    let env = vec![
+        ("AWS_REGION".to_string(), "eu-west-1".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "hidden-value".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
+    let c = Config::from_toml(
+        "[dump]\npath = \"s3://bucket-1/a/b\"\n",
+        Path::new("/srv/site"),
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.dump.s3_url(), Some("s3://bucket-1/a/b"));
+    let shown = format!("{c:?}");
+    assert!(shown.contains("AWS_REGION") && !shown.contains("HOME"));
+    assert!(!shown.contains("hidden-value"), "{shown}");
+    let e = parse("[dump]\npath = \"s3://\"\n").unwrap_err().to_string();
+    assert!(
+        e.contains("dump.path") && e.contains("no bucket name"),
+        "{e}"
+    );
+}

@@ -122,6 +122,38 @@ pub(super) fn remove_unrecorded_archives(
     Ok(removed)
 }
 
+/// `remove_unrecorded_archives` for an object store: the same archives,
+/// found by listing the prefix.
+pub(super) async fn remove_unrecorded_objects(
+    store: &crate::store::S3Store,
+    pattern: &str,
+    interrupted: &[Dump],
+    recorded: &HashSet<String>,
+) -> Result<usize> {
+    if interrupted.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for (name, stored) in store.list().await? {
+        if recorded.contains(&name) {
+            continue;
+        }
+        let modified = time::OffsetDateTime::from(stored.modified);
+        let owner = interrupted.iter().find(|d| {
+            is_archive_of(pattern, d, &name)
+                && modified + time::Duration::seconds(1) >= d.created_at
+        });
+        if let Some(dump) = owner {
+            tracing::warn!(dump = %dump.id, object = ?name, "removing the archive of an interrupted dump");
+            crate::store::ArchiveStore::S3(store.clone())
+                .delete(&name)
+                .await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::Notify;
 
 use super::db;
-use super::files::{remove_file_if_exists, remove_orphan_temp_files, remove_unrecorded_archives};
+use super::files::{
+    remove_orphan_temp_files, remove_unrecorded_archives, remove_unrecorded_objects,
+};
 use super::records::{Action, Dump, DumpFilter, Outcome};
 use super::types::{ApiKeyId, Checksum, DumpId, OptionSet, UserId};
 use super::{MIGRATOR, now};
 use crate::Config;
 use crate::error::{Error, Result};
+use crate::store::{ArchiveStore, Stored};
 
 /// Who does something, for `created_by` and the action history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub const DEPRECATED_UNFINISHED: &str = "deprecated before it was processed";
 pub struct Registry {
     pub(super) pool: SqlitePool,
     dump_dir: Arc<PathBuf>,
+    /// Where the archives are: `dump_dir`, or an S3 bucket.
+    store: ArchiveStore,
     /// `[dump] filename`, to recognise the archives of interrupted jobs.
     filename_pattern: Arc<String>,
     auto_purge: bool,
@@ -87,6 +92,7 @@ impl Registry {
         Ok(Registry {
             pool,
             dump_dir: Arc::new(config.dump.path.clone()),
+            store: ArchiveStore::open(&config.dump.path, &config.dump.s3_env)?,
             filename_pattern: Arc::new(config.dump.filename.clone()),
             auto_purge: config.dump.auto_purge,
             wake: Arc::new(Notify::new()),
@@ -117,6 +123,11 @@ impl Registry {
         &self.dump_dir
     }
 
+    /// The store of the archives.
+    pub fn store(&self) -> &ArchiveStore {
+        &self.store
+    }
+
     pub(crate) fn wake(&self) -> &Notify {
         &self.wake
     }
@@ -131,12 +142,10 @@ impl Registry {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// Where the archive of a record lies, if its name is a plain file name.
+    /// Where the archive of a record lies in a local store, if its name is
+    /// a plain file name (`None` in an object store).
     pub fn archive_path(&self, filename: &str) -> Option<PathBuf> {
-        let plain = !filename.is_empty()
-            && !filename.starts_with('.')
-            && !filename.contains(['/', '\\', '\0']);
-        plain.then(|| self.dump_dir.join(filename))
+        self.store.local_path(filename)
     }
 
     // ------------------------------------------------------------ dumps
@@ -219,28 +228,30 @@ impl Registry {
         Ok(db::available_dump(&self.pool, set).await?)
     }
 
-    /// Rule 6: the file of an available dump, if it exists.
-    pub async fn download_target(&self, id: DumpId) -> Result<Option<(Dump, PathBuf)>> {
+    /// Rule 6: the archive of an available dump, if it exists.
+    pub async fn download_target(&self, id: DumpId) -> Result<Option<(Dump, Stored)>> {
         let Some(dump) = self.dump(id).await? else {
             return Ok(None);
         };
-        Ok(self.target_of(dump))
+        self.target_of(dump).await
     }
 
-    /// The file of the available dump of `set`, if it exists.
-    pub async fn latest_target(&self, set: OptionSet) -> Result<Option<(Dump, PathBuf)>> {
+    /// The archive of the available dump of `set`, if it exists.
+    pub async fn latest_target(&self, set: OptionSet) -> Result<Option<(Dump, Stored)>> {
         let Some(dump) = self.available(set).await? else {
             return Ok(None);
         };
-        Ok(self.target_of(dump))
+        self.target_of(dump).await
     }
 
-    fn target_of(&self, dump: Dump) -> Option<(Dump, PathBuf)> {
+    async fn target_of(&self, dump: Dump) -> Result<Option<(Dump, Stored)>> {
         if !dump.is_available() || dump.purged_at.is_some() {
-            return None;
+            return Ok(None);
         }
-        let path = self.archive_path(dump.filename.as_deref()?)?;
-        path.is_file().then_some((dump, path))
+        let Some(name) = dump.filename.as_deref() else {
+            return Ok(None);
+        };
+        Ok(self.store.stat(name).await?.map(|stored| (dump, stored)))
     }
 
     /// The worker's claim: oldest `created` dump becomes `pending`.
@@ -355,8 +366,8 @@ impl Registry {
                     "dump {id} is still running and cannot be deleted"
                 )));
             }
-            if let Some(path) = dump.filename.as_deref().and_then(|f| self.archive_path(f)) {
-                remove_file_if_exists(&path)?;
+            if let Some(name) = dump.filename.as_deref() {
+                self.store.delete(name).await?;
             }
             let mut tx = self.write_tx().await?;
             if db::delete_dump(&mut *tx, id).await? {
@@ -385,9 +396,7 @@ impl Registry {
         let candidates = db::purge_candidates(&self.pool).await?;
         let mut purged = 0;
         for (id, filename) in candidates {
-            if let Some(path) = self.archive_path(&filename) {
-                remove_file_if_exists(&path)?;
-            }
+            self.store.delete(&filename).await?;
             db::set_purged(&self.pool, id, &now()).await?;
             purged += 1;
         }
@@ -402,19 +411,27 @@ impl Registry {
         let interrupted = db::running_dumps(&mut *tx).await?;
         let failed = db::fail_running(&mut *tx, INTERRUPTED, &now()).await?;
         tx.commit().await?;
-        let temp_files = remove_orphan_temp_files(&self.dump_dir)?;
+        // An object store holds no temporary object: an upload is invisible
+        // until complete, and aborted on failure.
+        let temp_files = match self.store.local_dir() {
+            Some(dir) => remove_orphan_temp_files(dir)?,
+            None => 0,
+        };
         // An archive renamed into place just before the process died, whose
         // dump was never recorded as processed, would stay untracked forever.
         let recorded: HashSet<String> = db::recorded_filenames(&self.pool)
             .await?
             .into_iter()
             .collect();
-        let unrecorded = remove_unrecorded_archives(
-            &self.dump_dir,
-            &self.filename_pattern,
-            &interrupted,
-            &recorded,
-        )?;
+        let unrecorded = match &self.store {
+            ArchiveStore::Local(dir) => {
+                remove_unrecorded_archives(dir, &self.filename_pattern, &interrupted, &recorded)?
+            }
+            ArchiveStore::S3(s3) => {
+                remove_unrecorded_objects(s3, &self.filename_pattern, &interrupted, &recorded)
+                    .await?
+            }
+        };
         let purged = if self.auto_purge {
             self.purge().await?
         } else {

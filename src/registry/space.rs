@@ -32,7 +32,11 @@ pub async fn estimate(config: std::sync::Arc<Config>) -> Result<SpaceEstimate> {
         let storages: u64 = config.storages.paths.iter().map(|p| tree_size(p)).sum();
         SpaceEstimate {
             needed: data + storages,
-            free: free_bytes(&config.dump.path),
+            // An object store has no free space to measure.
+            free: match config.dump.s3_url() {
+                Some(_) => None,
+                None => free_bytes(&config.dump.path),
+            },
         }
     })
     .await

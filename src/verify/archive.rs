@@ -37,9 +37,9 @@ impl Verdict {
     }
 }
 
-/// The archive file, hashed as it is read.
+/// The archive, hashed as it is read.
 struct Hashing {
-    inner: File,
+    inner: Box<dyn Read + Send>,
     state: blake2b_simd::State,
     read: u64,
 }
@@ -56,15 +56,26 @@ impl Read for Hashing {
 /// Re-read `path` and compare it with what its record says: `checksum` (128
 /// hex digits) and `size` in bytes.
 pub fn verify(path: &Path, checksum: &str, size: Option<u64>) -> Verdict {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let file = File::open(path).map(|f| Box::new(f) as Box<dyn Read + Send>);
+    verify_reader(file, &path.display().to_string(), checksum, size)
+}
+
+/// `verify` of an archive opened by its store (`what` names it).
+pub fn verify_reader(
+    opened: io::Result<Box<dyn Read + Send>>,
+    what: &str,
+    checksum: &str,
+    size: Option<u64>,
+) -> Verdict {
+    let reader = match opened {
+        Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return failed(format!("the archive file {} is missing", path.display()));
+            return failed(format!("the archive file {what} is missing"));
         }
-        Err(e) => return failed(format!("cannot open {}: {e}", path.display())),
+        Err(e) => return failed(format!("cannot open {what}: {e}")),
     };
     let hashing = Hashing {
-        inner: file,
+        inner: reader,
         state: crate::checksum::new_state(),
         read: 0,
     };
@@ -90,7 +101,7 @@ pub fn verify(path: &Path, checksum: &str, size: Option<u64>) -> Verdict {
     // Whatever the structure check stopped at, the whole file is hashed.
     let mut hashing = reader.into_inner();
     if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
-        problems.push(format!("cannot read {}: {e}", path.display()));
+        problems.push(format!("cannot read {what}: {e}"));
     }
     let actual = crate::checksum::hex(&hashing.state);
     if !actual.eq_ignore_ascii_case(checksum) {

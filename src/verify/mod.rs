@@ -54,13 +54,19 @@ pub async fn verify_dump(registry: &Registry, id: DumpId, actor: Actor) -> Resul
     let (Some(filename), Some(checksum)) = (dump.filename.clone(), dump.checksum.clone()) else {
         return Err(Error::Usage(format!("dump {id} has no archive to verify")));
     };
-    let path = registry
-        .archive_path(&filename)
-        .ok_or_else(|| Error::Usage(format!("dump {id}: {filename:?} is not a file name")))?;
+    if !crate::store::is_plain_name(&filename) {
+        return Err(Error::Usage(format!(
+            "dump {id}: {filename:?} is not a file name"
+        )));
+    }
     let size = dump.size.map(|s| s.max(0) as u64);
-    let verdict = tokio::task::spawn_blocking(move || archive::verify(&path, &checksum, size))
-        .await
-        .map_err(|e| Error::Internal(format!("the verification stopped unexpectedly: {e}")))?;
+    let store = registry.store();
+    let what = store.display_name(&filename);
+    let reader = store.reader(&filename).await;
+    let verdict =
+        tokio::task::spawn_blocking(move || archive::verify_reader(reader, &what, &checksum, size))
+            .await
+            .map_err(|e| Error::Internal(format!("the verification stopped unexpectedly: {e}")))?;
     let problem = verdict.message();
     if problem.is_some() {
         // A purge while the file was read explains a missing file: that is

@@ -105,6 +105,9 @@ impl Server {
     pub async fn build(config: Config, addr: Option<&str>, archiver: Archiver) -> Result<Server> {
         let config = Arc::new(config);
         let registry = Registry::open(&config).await?;
+        // An object store that cannot be written is a start-up error, not
+        // a failure of the first dump.
+        registry.store().check().await?;
         let recovered = registry.recover().await?;
         if recovered != Default::default() {
             tracing::warn!(

@@ -16,6 +16,7 @@ mod load_archives;
 mod load_hostile;
 mod postgres_data;
 mod roundtrip;
+mod s3_store;
 mod schedules;
 mod storage_changes;
 mod verify;

@@ -1,15 +1,14 @@
 //! Archive downloads: the staff download of a dump and the API of
-//! `diskette load --server`. Both authorize first, take the path from the
-//! registry row, then hand the request to `ServeFile`, which streams in
-//! constant memory and answers HEAD, single ranges (206/416) and
-//! conditional requests.
+//! `diskette load --server`. Both authorize first, take the archive from the
+//! registry row, then hand the request to `ServeFile` (a local store) or
+//! stream the object through (an S3 store), which answer in constant memory
+//! HEAD, single ranges (206/416) and conditional requests.
 //!
 //! `ServeFile` ignores `If-Range` and answers 416 to a `Range` it cannot
 //! parse, so the `Range` header is dropped first when RFC 9110 says to
 //! ignore it (14.2, 13.1.5): a resumed download then gets the whole current
 //! archive, never a slice of another one.
 
-use std::path::Path as FsPath;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -22,6 +21,7 @@ use tower_http::services::ServeFile;
 
 use super::parse_id;
 use crate::registry::{Actor, Dump, DumpId, OptionSet};
+use crate::store::{ArchiveStore, Stored};
 use crate::web::AppState;
 use crate::web::auth::Staff;
 use crate::web::error::{WebError, WebResult};
@@ -38,7 +38,7 @@ pub async fn download(
     req: Request,
 ) -> WebResult<Response> {
     let id: DumpId = parse_id(&id)?;
-    let (dump, path) = state
+    let (dump, stored) = state
         .registry
         .download_target(id)
         .await?
@@ -47,9 +47,9 @@ pub async fn download(
         return Ok(refusal);
     }
     let mut req = req;
-    drop_ignored_range(&mut req, &dump, &path);
+    drop_ignored_range(&mut req, &dump, &stored);
     let counts = starts_a_download(&req);
-    let res = serve_archive(req, &dump, &path).await?;
+    let res = serve_archive(req, state.registry.store(), &dump, &stored).await?;
     if counts && res.status().is_success() {
         state.registry.record_download(id, staff.actor()).await?;
     }
@@ -84,7 +84,7 @@ pub async fn api_latest(
         .ok_or(WebError::Unauthorized)?;
     let set = OptionSet::new(flag(q.data.as_deref())?, flag(q.storages.as_deref())?)
         .map_err(WebError::BadRequest)?;
-    let (dump, path) = state
+    let (dump, stored) = state
         .registry
         .latest_target(set)
         .await?
@@ -92,10 +92,10 @@ pub async fn api_latest(
     if let Some(refusal) = super::verify::refuse_corrupt(&state.registry, &dump).await? {
         return Ok(refusal);
     }
-    drop_ignored_range(&mut req, &dump, &path);
+    drop_ignored_range(&mut req, &dump, &stored);
     // Counted once the answer is known to carry the archive.
     let counts = starts_a_download(&req);
-    let res = serve_archive(req, &dump, &path).await?;
+    let res = serve_archive(req, state.registry.store(), &dump, &stored).await?;
     if counts && res.status().is_success() {
         let actor = Actor::ApiKey(key.id);
         state.registry.record_download(dump.id, actor).await?;
@@ -113,7 +113,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// parse, one of several ranges, or one whose `If-Range` validator is not the current archive's (an ETag
 /// compared strongly, so a weak one never matches; a date only when it is
 /// exactly the file's modification time and that time is a strong validator).
-fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
+fn drop_ignored_range(req: &mut Request, dump: &Dump, stored: &Stored) {
     let headers = req.headers();
     let Some(range) = headers.get(header::RANGE) else {
         return;
@@ -127,7 +127,7 @@ fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
         None => true,
         Some(v) => v
             .to_str()
-            .is_ok_and(|v| if_range_matches(v.trim(), dump, path)),
+            .is_ok_and(|v| if_range_matches(v.trim(), dump, stored)),
     };
     if !single || !current {
         req.headers_mut().remove(header::RANGE);
@@ -135,18 +135,16 @@ fn drop_ignored_range(req: &mut Request, dump: &Dump, path: &FsPath) {
     req.headers_mut().remove(header::IF_RANGE);
 }
 
-fn if_range_matches(validator: &str, dump: &Dump, path: &FsPath) -> bool {
+fn if_range_matches(validator: &str, dump: &Dump, stored: &Stored) -> bool {
     if validator.starts_with('"') || validator.starts_with("W/") {
         return dump
             .checksum()
             .is_some_and(|c| validator == format!("\"{c}\""));
     }
-    let (Ok(date), Ok(modified)) = (
-        httpdate::parse_http_date(validator),
-        std::fs::metadata(path).and_then(|m| m.modified()),
-    ) else {
+    let Ok(date) = httpdate::parse_http_date(validator) else {
         return false;
     };
+    let modified = stored.modified;
     // What `Last-Modified` shows: whole seconds.
     let shown = httpdate::parse_http_date(&httpdate::fmt_http_date(modified));
     // A modification time less than a second old may still change within
@@ -172,7 +170,12 @@ fn starts_a_download(req: &Request) -> bool {
             .is_none_or(|r| r.to_str().is_ok_and(|r| r.trim().starts_with("bytes=0-")))
 }
 
-async fn serve_archive(req: Request, dump: &Dump, path: &FsPath) -> WebResult<Response> {
+async fn serve_archive(
+    req: Request,
+    store: &ArchiveStore,
+    dump: &Dump,
+    stored: &Stored,
+) -> WebResult<Response> {
     let checksum = dump.checksum().ok_or(WebError::NotFound)?;
     let etag = format!("\"{checksum}\"");
     let not_modified = req
@@ -183,11 +186,18 @@ async fn serve_archive(req: Request, dump: &Dump, path: &FsPath) -> WebResult<Re
     let mut res = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let Ok(res) = ServeFile::new(path)
-            .with_buf_chunk_size(CHUNK)
-            .oneshot(req)
-            .await;
-        res.map(Body::new)
+        let name = dump.filename.as_deref().ok_or(WebError::NotFound)?;
+        match store {
+            ArchiveStore::Local(_) => {
+                let path = store.local_path(name).ok_or(WebError::NotFound)?;
+                let Ok(res) = ServeFile::new(path)
+                    .with_buf_chunk_size(CHUNK)
+                    .oneshot(req)
+                    .await;
+                res.map(Body::new)
+            }
+            ArchiveStore::S3(s3) => super::object::serve_object(req, s3, name, stored).await?,
+        }
     };
     let status = res.status();
     let headers = res.headers_mut();

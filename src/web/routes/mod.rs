@@ -6,6 +6,7 @@ mod admin;
 mod assets;
 mod download;
 mod dumps;
+mod object;
 mod schedules;
 mod verify;
 
