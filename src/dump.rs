@@ -40,6 +40,9 @@ pub struct DumpOptions {
     pub replace: bool,
     /// Log the checksum (`dump --no-checksum` leaves it out).
     pub log_checksum: bool,
+    /// The registry dump this archive is for: its id goes into the names of
+    /// the temporary files, so another instance knows whose they are.
+    pub job_id: Option<i64>,
 }
 
 impl DumpOptions {
@@ -53,6 +56,15 @@ impl DumpOptions {
             strict: false,
             replace: false,
             log_checksum: true,
+            job_id: None,
+        }
+    }
+
+    /// Prefix of the temporary files and directories of this archive.
+    pub fn temp_prefix(&self) -> String {
+        match self.job_id {
+            Some(id) => format!("{TEMP_PREFIX}{id}-"),
+            None => TEMP_PREFIX.to_string(),
         }
     }
 }
@@ -82,6 +94,8 @@ struct Plan {
     excludes: Excludes,
     destination: PathBuf,
     pattern: String,
+    /// See `DumpOptions::temp_prefix`.
+    temp_prefix: String,
 }
 
 impl Plan {
@@ -152,6 +166,7 @@ fn plan(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<
         excludes,
         destination,
         pattern,
+        temp_prefix: opts.temp_prefix(),
     })
 }
 
@@ -178,7 +193,7 @@ pub fn dump(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Res
     ));
 
     let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&plan.temp_prefix)
         .suffix(".tar.gz")
         .tempfile_in(&plan.destination)
         .ctx("create a temporary file in", &plan.destination)?;
@@ -254,7 +269,7 @@ fn stage_data(config: &Config, plan: &Plan, progress: &dyn Progress) -> Result<S
         return Ok(staged);
     }
     let dir = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&plan.temp_prefix)
         .tempdir_in(&plan.destination)
         .ctx("create a temporary directory in", &plan.destination)?;
     let conn = sql_source(config, plan)?;

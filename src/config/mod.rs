@@ -136,8 +136,16 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// `sqlite://relative.db` or `sqlite:///absolute.db`; default: `diskette-registry.db`
-    /// beside the configuration file.
+    /// beside the configuration file. Or `postgres://USER@HOST:PORT/DB`.
     pub database_url: Option<String>,
+}
+
+/// Where the registry lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (it may hold a password: never print it).
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +165,9 @@ pub struct DumpConfig {
     pub threads: usize,
     /// How often available archives are re-verified (`"1d"`, `"12h"`, `"never"`).
     pub verify_every: Every,
+    /// How long a running job's lease lasts without renewal: past it, another
+    /// instance sharing the registry ends the job (its process stopped).
+    pub lease_seconds: u64,
 }
 
 impl Default for DumpConfig {
@@ -171,6 +182,7 @@ impl Default for DumpConfig {
             compressed_media_level: 0,
             threads: 0,
             verify_every: Default::default(),
+            lease_seconds: 60,
         }
     }
 }
@@ -427,6 +439,13 @@ impl Config {
                 return Err(Error::Config(format!("{key}: must be at least 1")));
             }
         }
+        // A job renews its lease twice a second: a shorter lease would
+        // expire under a live job.
+        if self.dump.lease_seconds < 2 {
+            return Err(Error::Config(
+                "dump.lease_seconds: must be at least 2".into(),
+            ));
+        }
         if self.server.session_minutes > MAX_SESSION_MINUTES {
             return Err(Error::Config(format!(
                 "server.session_minutes: {} is more than a year ({MAX_SESSION_MINUTES})",
@@ -443,12 +462,10 @@ impl Config {
                 )));
             }
         }
-        for url in [&self.data.database_url, &self.registry.database_url]
-            .into_iter()
-            .flatten()
-        {
+        for url in [&self.data.database_url].into_iter().flatten() {
             sqlite_path(url, &self.base_dir)?;
         }
+        self.registry_location()?;
         Ok(())
     }
 
@@ -463,11 +480,24 @@ impl Config {
         sqlite_path(url, &self.base_dir)
     }
 
-    /// Path of the registry database (default: beside the configuration file).
-    pub fn registry_database(&self) -> Result<PathBuf> {
+    /// The registry database (default: an SQLite file beside the configuration file).
+    pub fn registry_location(&self) -> Result<RegistryLocation> {
         match &self.registry.database_url {
-            Some(url) => sqlite_path(url, &self.base_dir),
-            None => Ok(self.base_dir.join("diskette-registry.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(RegistryLocation::Postgres(url.clone()))
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                sqlite_path(url, &self.base_dir).map(RegistryLocation::Sqlite)
+            }
+            // Not echoed: a URL may hold a password.
+            Some(_) => Err(Error::Config(
+                "registry.database_url: neither an SQLite URL (sqlite://relative.db, \
+                 sqlite:///absolute/path.db) nor a PostgreSQL one (postgres://USER@HOST:PORT/DB)"
+                    .into(),
+            )),
+            None => Ok(RegistryLocation::Sqlite(
+                self.base_dir.join("diskette-registry.db"),
+            )),
         }
     }
 

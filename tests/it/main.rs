@@ -14,6 +14,7 @@ mod hardening_auth;
 mod hardening_transfer;
 mod load_archives;
 mod load_hostile;
+mod registry_backends;
 mod roundtrip;
 mod schedules;
 mod storage_changes;
