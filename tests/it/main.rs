@@ -12,6 +12,7 @@ mod faults_server;
 mod fetch;
 mod hardening_auth;
 mod hardening_transfer;
+mod instances;
 mod load_archives;
 mod load_hostile;
 mod registry_backends;
