@@ -254,8 +254,12 @@ impl Worker {
     async fn fail(&self, id: DumpId, message: &str, progress: &JobProgress) -> Result<()> {
         progress.log(&format!("error: {message}"));
         let (_, _, logs) = progress.take();
-        self.registry.mark_failed(id, message, &logs).await?;
-        tracing::warn!(dump = %id, "dump failed: {message}");
+        if self.registry.mark_failed(id, message, &logs).await? {
+            tracing::warn!(dump = %id, "dump failed: {message}");
+        } else {
+            // Ended meanwhile by another instance (its lease ran out).
+            tracing::warn!(dump = %id, "dump job stopped: the dump had already ended");
+        }
         Ok(())
     }
 }

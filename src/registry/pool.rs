@@ -197,6 +197,11 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
         .map_err(|e| Error::Config(format!("registry.database_url: {e}")))?;
     // Every connection resolves names in the registry's own schema.
     let options = options.options([("search_path", PG_SCHEMA)]);
+    // One connection first: its error says why (a pool would only say it
+    // timed out waiting).
+    use sqlx::{ConnectOptions, Connection};
+    let first = options.connect().await.map_err(|e| connect_error(url, e))?;
+    first.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(30))

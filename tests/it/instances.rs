@@ -199,6 +199,19 @@ async fn two_instances_share_the_registry_the_archives_and_the_sessions() {
     }
     let all = registry.list(&DumpFilter::default(), 100, 0).await.unwrap();
     assert_eq!(all.1, 10);
+    // Everything of the registry, sessions included, in its own schema of
+    // the database; finished jobs hold no lease.
+    let tables = db.psql(
+        "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+         WHERE schemaname IN ('public', 'diskette')",
+    );
+    assert_eq!(
+        tables.trim(),
+        "_sqlx_migrations,actions,api_keys,dumps,login_throttle,schedule_runs,schedules,\
+         server_secrets,session,users,verifications"
+    );
+    let leases = db.psql("SELECT count(*) FROM diskette.dumps WHERE lease_owner IS NOT NULL");
+    assert_eq!(leases.trim(), "0");
     drop(dir);
 }
 

@@ -344,3 +344,35 @@ async fn expired_leases_end_their_dump_and_live_ones_stay() {
         );
     }
 }
+
+/// A registry that cannot be reached: one line naming the server and the
+/// cause, never the password of the URL.
+#[test]
+fn an_unreachable_registry_is_named_without_its_password() {
+    let dir = crate::support::temp_dir();
+    let config = crate::support::write_config(
+        dir.path(),
+        "[registry]\ndatabase_url = \"postgres://app:S3cret-pw@127.0.0.1:1/reg?sslmode=disable\"\n\
+         [storages]\npaths = []\n",
+    );
+    let run = crate::support::run(
+        crate::support::diskette(&config, &["user", "list"]),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!run.success());
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("postgres://app:***@127.0.0.1:1/reg") && !run.stderr.contains("S3cret"),
+        "{}",
+        run.stderr
+    );
+    let bad =
+        "[registry]\ndatabase_url = \"mysql://app:S3cret-pw@h/reg\"\n[storages]\npaths = []\n";
+    let config = crate::support::write_config(dir.path(), bad);
+    let run = crate::support::run(
+        crate::support::diskette(&config, &["user", "list"]),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!run.success() && run.stderr.contains("registry.database_url"));
+    assert!(!run.stderr.contains("S3cret"), "{}", run.stderr);
+}
