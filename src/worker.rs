@@ -345,12 +345,16 @@ pub async fn watch_leases(registry: Registry, lease: Duration, shutdown: Cancell
     loop {
         tokio::select! {
             _ = tick.tick() => match registry.recover().await {
-                Ok(report) if report != Default::default() => tracing::warn!(
+                Ok(report) if report.failed > 0 => tracing::warn!(
                     failed = report.failed,
                     temp_files = report.temp_files,
                     unrecorded = report.unrecorded,
-                    purged = report.purged,
                     "ended the dumps of a stopped instance"
+                ),
+                Ok(report) if report != Default::default() => tracing::info!(
+                    temp_files = report.temp_files,
+                    purged = report.purged,
+                    "removed what stopped jobs left"
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("checking job leases: {}", crate::error::error_line(&e)),

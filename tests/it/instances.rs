@@ -20,16 +20,15 @@ use crate::support::{toml_string, write_files};
 const USER: &str = "staff";
 const PASSWORD: &str = "correct-horse-battery";
 
-/// The registry URL of a test: a fresh PostgreSQL database, or an SQLite file
-/// when there is no test server.
-fn registry_url() -> (Option<PgDatabase>, String) {
-    match postgres_database() {
-        Some(db) => {
-            let url = db.url.clone();
-            (Some(db), url)
-        }
-        None => (None, "sqlite://registry.db".into()),
+/// The registries the process tests run on: an SQLite file, and a fresh
+/// PostgreSQL database when there is a test server.
+fn registry_urls() -> Vec<(Option<PgDatabase>, String)> {
+    let mut all = vec![(None, "sqlite://registry.db".to_string())];
+    if let Some(db) = postgres_database() {
+        let url = db.url.clone();
+        all.push((Some(db), url));
     }
+    all
 }
 
 /// A site whose data comes from a command that waits while the file `hold`
@@ -229,9 +228,14 @@ async fn futures_join<F: std::future::Future<Output = DumpId> + Send + 'static>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarting_instance_leaves_the_other_instances_job_alone() {
-    let (_db, url) = registry_url();
+    for (_db, url) in registry_urls() {
+        restart_while_the_other_runs(&url).await;
+    }
+}
+
+async fn restart_while_the_other_runs(url: &str) {
     let dir = crate::support::temp_dir();
-    let config_path = held_site(dir.path(), &url);
+    let config_path = held_site(dir.path(), url);
     let registry = open(&config_path).await;
     let running = ServerProcess::serve(&config_path, "").await;
     let id = held_dump(dir.path(), &registry).await;
@@ -266,9 +270,14 @@ async fn a_restarting_instance_leaves_the_other_instances_job_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instances_job_is_ended_by_the_survivor() {
-    let (_db, url) = registry_url();
+    for (_db, url) in registry_urls() {
+        kill_one_mid_job(&url).await;
+    }
+}
+
+async fn kill_one_mid_job(url: &str) {
     let dir = crate::support::temp_dir();
-    let config_path = held_site(dir.path(), &url);
+    let config_path = held_site(dir.path(), url);
     let registry = open(&config_path).await;
     let doomed = ServerProcess::serve(&config_path, "").await;
     // A first dump is available.
