@@ -156,8 +156,9 @@ impl Pool {
         }
     }
 
-    /// A transaction without the write lock, for statements that are safe
-    /// concurrently by themselves (row locks, `SKIP LOCKED`).
+    /// A transaction without the write lock on PostgreSQL, for statements
+    /// that are safe concurrently by themselves (row locks, `SKIP LOCKED`);
+    /// SQLite still needs its write lock taken at once.
     pub async fn begin(&self) -> Result<Tx> {
         match self {
             Pool::Sqlite(p) => Ok(Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?)),

@@ -118,11 +118,6 @@ impl Registry {
         self.pool.close().await
     }
 
-    /// Whether the registry is on PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.pool, Pool::Postgres(_))
-    }
-
     pub fn dump_dir(&self) -> &Path {
         &self.dump_dir
     }

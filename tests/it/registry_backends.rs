@@ -331,6 +331,18 @@ async fn expired_leases_end_their_dump_and_live_ones_stay() {
         assert_eq!(d.status, DumpStatus::Failed);
         assert_eq!(d.error.as_deref(), Some(LEASE_EXPIRED));
         assert!(!partial(gone).exists() && partial(running).exists());
+        // A running dump without a lease (left by an older version) counts
+        // as expired.
+        let old = dead
+            .create_claimed_dump(OptionSet::BOTH, Actor::System)
+            .await
+            .unwrap();
+        let sql =
+            format!("UPDATE dumps SET lease_owner = NULL, lease_until = NULL WHERE id = {old}");
+        assert_eq!(survivor.execute_sql(&sql).await.unwrap(), 1);
+        assert_eq!(survivor.recover().await.unwrap().failed, 1, "{}", b.name);
+        let d = survivor.dump(old).await.unwrap().unwrap();
+        assert_eq!(d.status, DumpStatus::Failed);
         // A job that lost its lease learns it at its next write, and stops.
         assert!(!dead.record_progress(gone, 1, 1, "late\n").await.unwrap());
         assert!(live.record_progress(running, 1, 1, "on\n").await.unwrap());
