@@ -43,6 +43,9 @@ pub struct DumpOptions {
     pub replace: bool,
     /// Log the checksum (`dump --no-checksum` leaves it out).
     pub log_checksum: bool,
+    /// The registry dump this archive is for: its id goes into the names of
+    /// the temporary files, so another instance knows whose they are.
+    pub job_id: Option<i64>,
 }
 
 impl DumpOptions {
@@ -56,6 +59,15 @@ impl DumpOptions {
             strict: false,
             replace: false,
             log_checksum: true,
+            job_id: None,
+        }
+    }
+
+    /// Prefix of the temporary files and directories of this archive.
+    pub fn temp_prefix(&self) -> String {
+        match self.job_id {
+            Some(id) => format!("{TEMP_PREFIX}{id}-"),
+            None => TEMP_PREFIX.to_string(),
         }
     }
 }
@@ -85,6 +97,8 @@ struct Plan {
     excludes: Excludes,
     destination: Destination,
     pattern: String,
+    /// See `DumpOptions::temp_prefix`.
+    temp_prefix: String,
 }
 
 /// Where the archive goes: `--destination` or a local `[dump] path`, or the
@@ -165,6 +179,7 @@ fn plan(config: &Config, opts: &DumpOptions, progress: &dyn Progress) -> Result<
         excludes,
         destination,
         pattern,
+        temp_prefix: opts.temp_prefix(),
     })
 }
 
@@ -206,7 +221,7 @@ fn dump_to_dir(
         dir.join(name).display()
     ));
     let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&plan.temp_prefix)
         .suffix(".tar.gz")
         .tempfile_in(dir)
         .ctx("create a temporary file in", dir)?;
@@ -360,7 +375,7 @@ fn stage_data(
         return Ok(staged);
     }
     let dir = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&plan.temp_prefix)
         .tempdir_in(staging)
         .ctx("create a temporary directory in", staging)?;
     let conn = sql_source(config, plan)?;

@@ -72,7 +72,14 @@ impl Worker {
 
     /// Run jobs until the shutdown token fires, then wait for the running ones
     /// (they stop early, cancelled) so the registry is left consistent.
+    /// Meanwhile, end the jobs of other instances that stopped (see `watch_leases`).
     pub async fn run(self) {
+        let lease = Duration::from_secs(self.config.dump.lease_seconds);
+        let watcher = tokio::spawn(watch_leases(
+            self.registry.clone(),
+            lease,
+            self.shutdown.clone(),
+        ));
         let limit = self.config.dump.concurrency;
         let mut running = JoinSet::new();
         // A job task that panicked is a bug: the others go on, and the panic
@@ -118,6 +125,7 @@ impl Worker {
         while let Some(joined) = running.join_next().await {
             on_joined(joined);
         }
+        let _ = watcher.await;
         if let Some(e) = panicked {
             std::panic::resume_unwind(e.into_panic());
         }
@@ -153,6 +161,7 @@ impl Worker {
             strict: true,
             replace: false,
             log_checksum: true,
+            job_id: Some(id.get()),
         };
         progress.log(&format!("Dump {id}: {}", set.label()));
         let job = {
@@ -251,8 +260,12 @@ impl Worker {
     async fn fail(&self, id: DumpId, message: &str, progress: &JobProgress) -> Result<()> {
         progress.log(&format!("error: {message}"));
         let (_, _, logs) = progress.take();
-        self.registry.mark_failed(id, message, &logs).await?;
-        tracing::warn!(dump = %id, "dump failed: {message}");
+        if self.registry.mark_failed(id, message, &logs).await? {
+            tracing::warn!(dump = %id, "dump failed: {message}");
+        } else {
+            // Ended meanwhile by another instance (its lease ran out).
+            tracing::warn!(dump = %id, "dump job stopped: the dump had already ended");
+        }
         Ok(())
     }
 }
@@ -325,6 +338,35 @@ impl Progress for JobProgress {
     }
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+}
+
+/// Every half lease, end the dumps whose lease expired (their instance
+/// stopped) and remove what their process left: another instance's live job
+/// is never touched. The start-up pass is `Server::build`'s.
+pub async fn watch_leases(registry: Registry, lease: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(lease / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match registry.recover().await {
+                Ok(report) if report.failed > 0 => tracing::warn!(
+                    failed = report.failed,
+                    temp_files = report.temp_files,
+                    unrecorded = report.unrecorded,
+                    "ended the dumps of a stopped instance"
+                ),
+                Ok(report) if report != Default::default() => tracing::info!(
+                    temp_files = report.temp_files,
+                    purged = report.purged,
+                    "removed what stopped jobs left"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("checking job leases: {}", crate::error::error_line(&e)),
+            },
+            _ = shutdown.cancelled() => break,
+        }
     }
 }
 

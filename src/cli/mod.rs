@@ -251,6 +251,7 @@ fn run_dump(config: &Config, args: DumpArgs, quiet: bool) -> Result<()> {
         filename: args.filename,
         strict: false,
         log_checksum: !args.no_checksum,
+        job_id: None,
     };
     if args.save {
         return registry::dump_and_save(config, &opts, quiet);

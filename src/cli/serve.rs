@@ -25,6 +25,10 @@ pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
 
 /// Log the address, then serve until SIGINT or SIGTERM.
 pub async fn run_until_signal(server: Server) -> Result<()> {
+    tracing::info!(
+        "instance {} (its name in the leases of the jobs it runs)",
+        server.registry().instance()
+    );
     tracing::info!("Diskette is serving on http://{}", server.local_addr());
     let token = server.shutdown_token();
     tokio::spawn(async move {

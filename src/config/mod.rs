@@ -136,8 +136,16 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// `sqlite://relative.db` or `sqlite:///absolute.db`; default: `diskette-registry.db`
-    /// beside the configuration file.
+    /// beside the configuration file. Or `postgres://USER@HOST:PORT/DB`.
     pub database_url: Option<String>,
+}
+
+/// Where the registry lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (it may hold a password: never print it).
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +169,9 @@ pub struct DumpConfig {
     /// with: they configure an `s3://` path.
     #[serde(skip)]
     pub s3_env: crate::store::S3Env,
+    /// How long a running job's lease lasts without renewal: past it, another
+    /// instance sharing the registry ends the job (its process stopped).
+    pub lease_seconds: u64,
 }
 
 impl Default for DumpConfig {
@@ -176,6 +187,7 @@ impl Default for DumpConfig {
             threads: 0,
             verify_every: Default::default(),
             s3_env: Default::default(),
+            lease_seconds: 60,
         }
     }
 }
@@ -447,6 +459,13 @@ impl Config {
                 return Err(Error::Config(format!("{key}: must be at least 1")));
             }
         }
+        // A job renews its lease twice a second: a shorter lease would
+        // expire under a live job.
+        if self.dump.lease_seconds < 2 {
+            return Err(Error::Config(
+                "dump.lease_seconds: must be at least 2".into(),
+            ));
+        }
         if self.server.session_minutes > MAX_SESSION_MINUTES {
             return Err(Error::Config(format!(
                 "server.session_minutes: {} is more than a year ({MAX_SESSION_MINUTES})",
@@ -463,12 +482,10 @@ impl Config {
                 )));
             }
         }
-        for url in [&self.registry.database_url].into_iter().flatten() {
-            sqlite_path(url, &self.base_dir)?;
-        }
         if self.data.database_url.is_some() {
             self.data_source()?;
         }
+        self.registry_location()?;
         Ok(())
     }
 
@@ -505,11 +522,24 @@ impl Config {
         }
     }
 
-    /// Path of the registry database (default: beside the configuration file).
-    pub fn registry_database(&self) -> Result<PathBuf> {
+    /// The registry database (default: an SQLite file beside the configuration file).
+    pub fn registry_location(&self) -> Result<RegistryLocation> {
         match &self.registry.database_url {
-            Some(url) => sqlite_path(url, &self.base_dir),
-            None => Ok(self.base_dir.join("diskette-registry.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(RegistryLocation::Postgres(url.clone()))
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                sqlite_path(url, &self.base_dir).map(RegistryLocation::Sqlite)
+            }
+            // Not echoed: a URL may hold a password.
+            Some(_) => Err(Error::Config(
+                "registry.database_url: neither an SQLite URL (sqlite://relative.db, \
+                 sqlite:///absolute/path.db) nor a PostgreSQL one (postgres://USER@HOST:PORT/DB)"
+                    .into(),
+            )),
+            None => Ok(RegistryLocation::Sqlite(
+                self.base_dir.join("diskette-registry.db"),
+            )),
         }
     }
 

@@ -178,9 +178,9 @@ impl Registry {
             Some(user) => {
                 let mut tx = self.write_tx().await?;
                 for (key, lock) in &reserved {
-                    db::refund_throttle(&mut *tx, key, lock.as_deref()).await?;
+                    db::refund_throttle(&mut tx, key, lock.as_ref()).await?;
                 }
-                db::touch_login(&mut *tx, user.id, &now()).await?;
+                db::touch_login(&mut tx, user.id, &now()).await?;
                 tx.commit().await?;
                 Ok(Login::LoggedIn(user))
             }
@@ -194,19 +194,19 @@ impl Registry {
     async fn reserve_attempt(
         &self,
         keys: &[(String, i64)],
-    ) -> Result<Option<Vec<(String, Option<String>)>>> {
+    ) -> Result<Option<Vec<(String, Option<super::pool::Stamp>)>>> {
         let now = time::OffsetDateTime::now_utc();
         let mut tx = self.write_tx().await?;
         let mut reserved = Vec::with_capacity(keys.len());
         for (key, limit) in keys {
-            let row = db::throttle_row(&mut *tx, key).await?;
+            let row = db::throttle_row(&mut tx, key).await?;
             let Some(next) = next_count(row.as_ref(), now, *limit) else {
                 tx.rollback().await?;
                 return Ok(None);
             };
             let lock = next.locked_until.map(super::stamp);
             let decay_from = super::stamp(next.decay_from);
-            db::put_throttle(&mut *tx, key, next.attempts, &decay_from, lock.as_deref()).await?;
+            db::put_throttle(&mut tx, key, next.attempts, &decay_from, lock.as_ref()).await?;
             reserved.push((key.clone(), lock));
         }
         tx.commit().await?;

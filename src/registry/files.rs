@@ -30,30 +30,94 @@ fn is_temp_name(name: &str) -> bool {
     name.starts_with(crate::dump::TEMP_PREFIX)
 }
 
-/// Temporary files and directories can only be left by a dead process once
-/// no job runs: remove them from the dump directory.
-pub(super) fn remove_orphan_temp_files(dir: &Path) -> Result<usize> {
+/// The dump a temporary name belongs to: the engine names them
+/// `.diskette-tmp-{dump id}-{random}` for a registry job (see
+/// `DumpOptions::temp_prefix`); `None` for other writers.
+fn temp_owner(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(crate::dump::TEMP_PREFIX)?;
+    let (id, _) = rest.split_once('-')?;
+    let digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| id.parse().ok()).flatten()
+}
+
+/// A temporary file or directory of the dump directory.
+pub(super) struct TempEntry {
+    path: std::path::PathBuf,
+    owner: Option<i64>,
+    is_dir: bool,
+}
+
+/// Temporary entries no write has touched for this long, and that name no
+/// dump (a `diskette dump` outside the registry, an older version), are
+/// leftovers of a dead process.
+const UNOWNED_STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The temporary entries of the dump directory.
+pub(super) fn temp_entries(dir: &Path) -> Result<Vec<TempEntry>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("read directory", dir, e)),
     };
-    let mut removed = 0;
+    let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-        if !entry.file_name().to_str().is_some_and(is_temp_name) {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if is_temp_name(&name) {
+            found.push(TempEntry {
+                path: entry.path(),
+                owner: temp_owner(&name),
+                is_dir: entry.file_type().map(|t| t.is_dir()).unwrap_or(false),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Remove the temporary entries of dumps no job runs any more (not in
+/// `in_flight`), and unowned ones left untouched for a day; another
+/// instance's running job keeps its files. Returns how many went.
+pub(super) fn remove_temp_files(
+    entries: Vec<TempEntry>,
+    in_flight: &HashSet<i64>,
+) -> Result<usize> {
+    let mut removed = 0;
+    for entry in entries {
+        let gone = match entry.owner {
+            Some(id) => !in_flight.contains(&id),
+            None => untouched_for(&entry.path, UNOWNED_STALE),
+        };
+        if !gone {
             continue;
         }
-        let path = entry.path();
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if is_dir {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+        if entry.is_dir {
+            match std::fs::remove_dir_all(&entry.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &entry.path, e)),
+            }
         } else {
-            remove_file_if_exists(&path)?;
+            remove_file_if_exists(&entry.path)?;
         }
         removed += 1;
     }
     Ok(removed)
+}
+
+/// No file under `path` (itself included) was modified within `age`.
+fn untouched_for(path: &Path, age: std::time::Duration) -> bool {
+    let Some(limit) = std::time::SystemTime::now().checked_sub(age) else {
+        return false;
+    };
+    walkdir::WalkDir::new(path).into_iter().all(|entry| {
+        entry
+            .ok()
+            .and_then(|e| e.metadata().ok())
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|modified| modified < limit)
+    })
 }
 
 /// Whether `name` is the archive the job of `dump` writes: the configured
@@ -219,5 +283,43 @@ mod tests {
         assert!(is_temp_name(".diskette-tmp-abc.tar.gz"));
         assert!(!is_temp_name("diskette_data.tar.gz"));
         assert!(!is_temp_name(".hidden"));
+    }
+
+    #[test]
+    fn temp_names_tell_their_dump() {
+        assert_eq!(temp_owner(".diskette-tmp-17-a1B2c3.tar.gz"), Some(17));
+        assert_eq!(temp_owner(".diskette-tmp-17-x9Yz01"), Some(17));
+        for unowned in [
+            ".diskette-tmp-a1b2c3.tar.gz",
+            ".diskette-tmp-123456.tar.gz",
+            ".diskette-tmp--x.tar.gz",
+            ".diskette-tmp-1a-x.tar.gz",
+        ] {
+            assert_eq!(temp_owner(unowned), None, "{unowned}");
+        }
+    }
+
+    #[test]
+    fn only_ended_dumps_and_stale_unowned_entries_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".diskette-tmp-1-aaaaaa.tar.gz",
+            ".diskette-tmp-2-bbbbbb.tar.gz",
+            ".diskette-tmp-cccccc.tar.gz",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"partial").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(".diskette-tmp-1-dddddd/data")).unwrap();
+        let running: HashSet<i64> = [2].into();
+        let removed = remove_temp_files(temp_entries(dir.path()).unwrap(), &running).unwrap();
+        assert_eq!(removed, 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // Dump 2 still runs; the unowned file was written just now.
+        assert_eq!(left, [names[1], names[2]]);
     }
 }

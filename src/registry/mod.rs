@@ -1,24 +1,31 @@
 //! The dump registry: records of the dumps, the rules over them (DESIGN §3),
-//! users, API keys and the action history, in SQLite.
+//! users, API keys and the action history, in SQLite or PostgreSQL (`pool`).
 //!
-//! `db` holds the SQL (the only SQL of the crate, with `schedules` and
-//! `verifications` for their tables), `service` the rules; the background
-//! worker that runs the archive engine lives outside, in `worker`.
+//! `db` holds the SQL (the only SQL of the crate, with `schedules`,
+//! `verifications` and `leases` for their parts), `service` the rules; the
+//! background worker that runs the archive engine lives outside, in `worker`.
 
 pub mod accounts;
 mod db;
 mod files;
+mod leases;
+pub(crate) mod pool;
 pub mod records;
 mod schedules;
 pub mod service;
+mod sessions;
 pub mod space;
 pub mod types;
 mod verifications;
 
 pub use accounts::Login;
 pub use files::unique_pattern;
+pub use pool::SQLITE_MIGRATOR as MIGRATOR;
 pub use records::{Action, ApiKey, Dump, DumpFilter, Outcome, Schedule, User};
-pub use service::{Actor, DEPRECATED_UNFINISHED, INTERRUPTED, RecoveryReport, Registry, checksum};
+pub use service::{
+    Actor, DEPRECATED_UNFINISHED, INTERRUPTED, LEASE_EXPIRED, RecoveryReport, Registry, checksum,
+};
+pub use sessions::SessionStore;
 pub use types::{
     ApiKeyId, Checksum, DumpId, DumpStatus, OptionSet, Password, ScheduleId, UserId, Username,
 };
@@ -27,23 +34,25 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-/// Migrations embedded in the binary, applied at start-up.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 /// How timestamps are stored: RFC 3339 in UTC with exactly six fractional
 /// digits, so that text order is time order.
 const STORED: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
-/// A timestamp in its stored form.
-pub(crate) fn stamp(t: OffsetDateTime) -> String {
+/// A timestamp in the form SQLite stores it.
+fn stored_text(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(STORED)
         .expect("a UTC time of years 0 to 9999 formats")
 }
 
-/// The current time in its stored form.
-pub(crate) fn now() -> String {
+/// A timestamp as statements bind it.
+pub(crate) fn stamp(t: OffsetDateTime) -> pool::Stamp {
+    pool::Stamp::new(t)
+}
+
+/// The current time, as statements bind it.
+pub(crate) fn now() -> pool::Stamp {
     stamp(OffsetDateTime::now_utc())
 }
 
@@ -69,7 +78,7 @@ mod tests {
     fn stored_times_sort_as_text() {
         let whole = time::macros::datetime!(2025-02-03 17:53:09 UTC);
         let later = whole + time::Duration::microseconds(1);
-        let (a, b) = (stamp(whole), stamp(later));
+        let (a, b) = (stamp(whole).to_string(), stamp(later).to_string());
         assert_eq!(a, "2025-02-03T17:53:09.000000Z");
         assert_eq!(b, "2025-02-03T17:53:09.000001Z");
         assert!(a < b);

@@ -48,7 +48,7 @@ impl Dump {
             status: self.status.as_str().into(),
             error: error.map(str::to_string),
             checksum: self.checksum.clone(),
-            at: super::now(),
+            at: super::now().to_string(),
         }
     }
 

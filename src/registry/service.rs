@@ -2,22 +2,17 @@
 //! what SQL can (CHECK, triggers, partial unique index); this layer enforces
 //! all of them and keeps the order of file and database operations crash-safe.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Notify;
 
 use super::db;
-use super::files::{
-    remove_orphan_temp_files, remove_unrecorded_archives, remove_unrecorded_objects,
-};
+use super::now;
+use super::pool::{Pool, Tx, affected, on};
 use super::records::{Action, Dump, DumpFilter, Outcome};
 use super::types::{ApiKeyId, Checksum, DumpId, OptionSet, UserId};
-use super::{MIGRATOR, now};
 use crate::Config;
 use crate::error::{Error, Result};
 use crate::store::{ArchiveStore, Stored};
@@ -50,6 +45,11 @@ impl Actor {
 pub const INTERRUPTED: &str =
     "interrupted: the process running this dump stopped before it finished";
 
+/// Message of dumps whose instance stopped renewing their lease: another
+/// instance ended them.
+pub const LEASE_EXPIRED: &str =
+    "interrupted: the instance running this dump stopped (its lease expired)";
+
 /// Message of dumps deprecated while queued or running: their job is
 /// cancelled, or its result discarded.
 pub const DEPRECATED_UNFINISHED: &str = "deprecated before it was processed";
@@ -57,13 +57,17 @@ pub const DEPRECATED_UNFINISHED: &str = "deprecated before it was processed";
 /// Handle on the registry; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    pub(super) pool: SqlitePool,
+    pub(super) pool: Pool,
     dump_dir: Arc<PathBuf>,
     /// Where the archives are: `dump_dir`, or an S3 bucket.
     store: ArchiveStore,
     /// `[dump] filename`, to recognise the archives of interrupted jobs.
-    filename_pattern: Arc<String>,
-    auto_purge: bool,
+    pub(super) filename_pattern: Arc<String>,
+    pub(super) auto_purge: bool,
+    /// This process's name in job leases, random at each start.
+    pub(super) instance: Arc<str>,
+    /// How long a job lease lasts without renewal.
+    pub(super) lease: Duration,
     /// Wakes the job worker when a dump is created.
     wake: Arc<Notify>,
     /// Webhook of `[notify]`.
@@ -73,28 +77,15 @@ pub struct Registry {
 impl Registry {
     /// Open (creating it if needed) the registry database of `config` and migrate it.
     pub async fn open(config: &Config) -> Result<Registry> {
-        let path = config.registry_database()?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+        let pool = Pool::open(&config.registry_location()?).await?;
         Ok(Registry {
             pool,
             dump_dir: Arc::new(config.dump.path.clone()),
             store: ArchiveStore::open(&config.dump.path, &config.dump.s3_env)?,
             filename_pattern: Arc::new(config.dump.filename.clone()),
             auto_purge: config.dump.auto_purge,
+            instance: crate::users::random_token(9).into(),
+            lease: Duration::from_secs(config.dump.lease_seconds),
             wake: Arc::new(Notify::new()),
             notifier: crate::notify::Notifier::new(&config.notify),
         })
@@ -102,21 +93,32 @@ impl Registry {
 
     /// The database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on!(&self.pool, e => affected(sqlx::query("SELECT 1").execute(e).await))?;
         Ok(())
     }
 
-    /// The store of the web sessions, a table of the registry database.
-    pub async fn session_store(&self) -> Result<tower_sessions_sqlx_store::SqliteStore> {
-        let store = tower_sessions_sqlx_store::SqliteStore::new(self.pool.clone());
-        store.migrate().await?;
-        Ok(store)
+    /// The SQLite database itself, for tests that break it on purpose.
+    /// Panics on a PostgreSQL registry (see [`Registry::execute_sql`]).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        match &self.pool {
+            Pool::Sqlite(p) => p,
+            Pool::Postgres(_) => panic!("pool() is the SQLite pool; this registry is PostgreSQL"),
+        }
     }
 
-    /// The database itself, for tests that break it on purpose.
+    /// Run raw SQL on either backend, for tests that check the schema's
+    /// rules; returns the rows it changed.
     #[doc(hidden)]
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub async fn execute_sql(&self, sql: &str) -> Result<u64> {
+        let done = on!(&self.pool, e => affected(sqlx::query(sql).execute(e).await))?;
+        Ok(done)
+    }
+
+    /// Close the connections (tests that stop a registry half-way).
+    #[doc(hidden)]
+    pub async fn close(&self) {
+        self.pool.close().await
     }
 
     pub fn dump_dir(&self) -> &Path {
@@ -138,8 +140,9 @@ impl Registry {
 
     /// A write transaction that takes the write lock at once, so two of them
     /// never deadlock upgrading a read lock (SQLite would answer BUSY).
-    pub(super) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// On PostgreSQL, a transaction-scoped advisory lock does the same.
+    pub(super) async fn write_tx(&self) -> Result<Tx> {
+        self.pool.write_tx().await
     }
 
     /// Where the archive of a record lies in a local store, if its name is
@@ -153,9 +156,9 @@ impl Registry {
     /// Record a new dump; the worker picks it up (rule 1 is in the type).
     pub async fn create_dump(&self, set: OptionSet, actor: Actor) -> Result<DumpId> {
         let mut tx = self.write_tx().await?;
-        let id = db::insert_dump(&mut *tx, set, actor.user_id(), &now()).await?;
+        let id = db::insert_dump(&mut tx, set, actor.user_id(), &now()).await?;
         db::insert_action(
-            &mut *tx,
+            &mut tx,
             actor.user_id(),
             actor.key_id(),
             "created",
@@ -173,10 +176,10 @@ impl Registry {
     /// claimed in one transaction, so a running server's worker never takes it.
     pub async fn create_claimed_dump(&self, set: OptionSet, actor: Actor) -> Result<DumpId> {
         let mut tx = self.write_tx().await?;
-        let id = db::insert_dump(&mut *tx, set, actor.user_id(), &now()).await?;
-        db::claim(&mut *tx, id).await?;
+        let id = db::insert_dump(&mut tx, set, actor.user_id(), &now()).await?;
+        self.claim(&mut tx, id).await?;
         db::insert_action(
-            &mut *tx,
+            &mut tx,
             actor.user_id(),
             actor.key_id(),
             "created",
@@ -254,27 +257,6 @@ impl Registry {
         Ok(self.store.stat(name).await?.map(|stored| (dump, stored)))
     }
 
-    /// The worker's claim: oldest `created` dump becomes `pending`.
-    pub async fn claim_next(&self) -> Result<Option<DumpId>> {
-        let mut tx = self.write_tx().await?;
-        let id = db::claim_next(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// Write a running job's progress. False when the job is no longer
-    /// wanted (deprecated, or its record moved on): it should stop.
-    pub async fn record_progress(
-        &self,
-        id: DumpId,
-        bytes: u64,
-        files: u64,
-        new_logs: &str,
-    ) -> Result<bool> {
-        let deprecated = db::record_progress(&self.pool, id, bytes, files, new_logs).await?;
-        Ok(deprecated == Some(false))
-    }
-
     /// Rule 2: the processed dump becomes the available one of its set and
     /// every older dump of the set is deprecated, in one transaction; if a
     /// newer dump of the set was processed first, this one is deprecated at once.
@@ -285,20 +267,20 @@ impl Registry {
     /// False when the outcome was not recorded: the caller deletes its file.
     pub async fn mark_processed(&self, id: DumpId, outcome: &Outcome<'_>) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let Some(dump) = db::get_dump(&mut *tx, id).await? else {
+        let Some(dump) = db::get_dump(&mut tx, id).await? else {
             return Ok(false);
         };
         if dump.deprecated {
-            db::set_failed(&mut *tx, id, DEPRECATED_UNFINISHED, outcome.logs, &now()).await?;
+            db::set_failed(&mut tx, id, DEPRECATED_UNFINISHED, outcome.logs, &now()).await?;
             tx.commit().await?;
             return Ok(false);
         }
         let set = dump.option_set();
-        let superseded = db::newer_processed_exists(&mut *tx, set, id).await?;
+        let superseded = db::newer_processed_exists(&mut tx, set, id).await?;
         if !superseded {
-            db::deprecate_older(&mut *tx, set, id).await?;
+            db::deprecate_older(&mut tx, set, id).await?;
         }
-        let done = db::set_processed(&mut *tx, id, outcome, superseded, &now()).await?;
+        let done = db::set_processed(&mut tx, id, outcome, superseded, &now()).await?;
         if !done {
             return Ok(false);
         }
@@ -317,7 +299,7 @@ impl Registry {
     /// Rule 7: a failed dump keeps its record, logs and error; nothing else changes.
     pub async fn mark_failed(&self, id: DumpId, error: &str, logs: &str) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let done = db::set_failed(&mut *tx, id, error, logs, &now()).await?;
+        let done = db::set_failed(&mut tx, id, error, logs, &now()).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -330,11 +312,11 @@ impl Registry {
         let mut tx = self.write_tx().await?;
         let mut changed = 0;
         for &id in ids {
-            if db::deprecate(&mut *tx, id).await? {
-                db::fail_queued(&mut *tx, id, DEPRECATED_UNFINISHED, &now()).await?;
+            if db::deprecate(&mut tx, id).await? {
+                db::fail_queued(&mut tx, id, DEPRECATED_UNFINISHED, &now()).await?;
                 changed += 1;
                 db::insert_action(
-                    &mut *tx,
+                    &mut tx,
                     actor.user_id(),
                     actor.key_id(),
                     "deprecated",
@@ -370,10 +352,10 @@ impl Registry {
                 self.store.delete(name).await?;
             }
             let mut tx = self.write_tx().await?;
-            if db::delete_dump(&mut *tx, id).await? {
+            if db::delete_dump(&mut tx, id).await? {
                 let detail = dump.filename.as_deref().unwrap_or_default();
                 db::insert_action(
-                    &mut *tx,
+                    &mut tx,
                     actor.user_id(),
                     actor.key_id(),
                     "deleted",
@@ -401,48 +383,6 @@ impl Registry {
             purged += 1;
         }
         Ok(purged)
-    }
-
-    /// Rule 8, at start-up: dumps left running become failed (queued ones
-    /// stay for the worker), orphan
-    /// temporary files go, pending purges finish.
-    pub async fn recover(&self) -> Result<RecoveryReport> {
-        let mut tx = self.write_tx().await?;
-        let interrupted = db::running_dumps(&mut *tx).await?;
-        let failed = db::fail_running(&mut *tx, INTERRUPTED, &now()).await?;
-        tx.commit().await?;
-        // An object store holds no temporary object: an upload is invisible
-        // until complete, and aborted on failure.
-        let temp_files = match self.store.local_dir() {
-            Some(dir) => remove_orphan_temp_files(dir)?,
-            None => 0,
-        };
-        // An archive renamed into place just before the process died, whose
-        // dump was never recorded as processed, would stay untracked forever.
-        let recorded: HashSet<String> = db::recorded_filenames(&self.pool)
-            .await?
-            .into_iter()
-            .collect();
-        let unrecorded = match &self.store {
-            ArchiveStore::Local(dir) => {
-                remove_unrecorded_archives(dir, &self.filename_pattern, &interrupted, &recorded)?
-            }
-            ArchiveStore::S3(s3) => {
-                remove_unrecorded_objects(s3, &self.filename_pattern, &interrupted, &recorded)
-                    .await?
-            }
-        };
-        let purged = if self.auto_purge {
-            self.purge().await?
-        } else {
-            0
-        };
-        Ok(RecoveryReport {
-            failed: failed.len(),
-            temp_files,
-            unrecorded,
-            purged,
-        })
     }
 
     /// A download began: history only.

@@ -23,11 +23,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::Config;
 use crate::error::{Error, Result};
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionStore};
 use crate::worker::{Archiver, Worker};
 
 /// How long a stopping server waits for its webhook deliveries.
@@ -47,7 +46,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The whole application, with its layers.
-pub fn router(state: AppState, store: SqliteStore) -> Router {
+pub fn router(state: AppState, store: SessionStore) -> Router {
     let sessions = SessionManagerLayer::new(store)
         .with_name("diskette_session")
         .with_http_only(true)
@@ -95,7 +94,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
 pub struct Server {
     listener: TcpListener,
     state: AppState,
-    store: SqliteStore,
+    store: SessionStore,
     worker: Worker,
     shutdown: CancellationToken,
 }

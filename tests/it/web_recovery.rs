@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::app::*;
 use crate::support::process::ServerProcess;
-use diskette::registry::{Actor, DumpStatus, OptionSet, Registry};
+use diskette::registry::{Actor, DumpId, DumpStatus, OptionSet, Registry};
 use reqwest::StatusCode;
 
 fn diskette(config: &std::path::Path) -> Command {
@@ -19,17 +19,27 @@ async fn start_up_recovers_what_a_dead_process_left() {
     let (dir, config_path) = workspace();
     let config = load_config(&config_path, &[]);
     let dumps = config.dump.path.clone();
-    let (created, pending, stale);
+    let (created, pending, live, stale);
     {
         let registry = Registry::open(&config).await.unwrap();
-        // A dump the dead process had not started, one it was writing, and a
-        // deprecated one whose purge it did not finish.
+        // A dump the dead process had not started, one it was writing (its
+        // lease ran out), one another live process is writing (its lease
+        // runs), and a deprecated one whose purge it did not finish.
         created = registry
             .create_dump(OptionSet::DATA, Actor::System)
             .await
             .unwrap();
         pending = registry
             .create_claimed_dump(OptionSet::BOTH, Actor::System)
+            .await
+            .unwrap();
+        live = registry
+            .create_claimed_dump(OptionSet::STORAGES, Actor::System)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE dumps SET lease_until = '2020-01-01T00:00:00.000000Z' WHERE id = ?")
+            .bind(pending.get())
+            .execute(registry.pool())
             .await
             .unwrap();
         std::fs::write(dumps.join("old.tar.gz"), b"old archive").unwrap();
@@ -45,11 +55,22 @@ async fn start_up_recovers_what_a_dead_process_left() {
         stale = id;
         registry.pool().close().await;
     }
-    // The half-written archive and staging directory of the dead job, and a
-    // file that is none of ours.
-    std::fs::write(dumps.join(".diskette-tmp-a1b2c3.tar.gz"), vec![0u8; 4096]).unwrap();
-    std::fs::create_dir_all(dumps.join(".diskette-tmp-x9/data")).unwrap();
-    std::fs::write(dumps.join(".diskette-tmp-x9/data/blog.json"), b"[]").unwrap();
+    // The half-written archive and staging directory of the dead job, the
+    // partial archive of the live one, one of a `diskette dump` writing now
+    // (no dump id), and a file that is none of ours.
+    let partial = |id: DumpId, rest: &str| format!(".diskette-tmp-{id}-{rest}");
+    std::fs::write(
+        dumps.join(partial(pending, "a1b2c3.tar.gz")),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    let staging = dumps.join(partial(pending, "x9")).join("data");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("blog.json"), b"[]").unwrap();
+    let live_partial = partial(live, "d4e5f6.tar.gz");
+    std::fs::write(dumps.join(&live_partial), vec![0u8; 4096]).unwrap();
+    let unowned = ".diskette-tmp-Q7r8S9.tar.gz".to_string();
+    std::fs::write(dumps.join(&unowned), vec![0u8; 4096]).unwrap();
     std::fs::write(dumps.join("README.txt"), b"keep me").unwrap();
     // The finished archive of the pending dump, renamed into place just before
     // the crash but never recorded; and a file of the same shape that is not.
@@ -75,8 +96,16 @@ async fn start_up_recovers_what_a_dead_process_left() {
     assert!(app.archive_path(&app.dump(created).await).is_file());
     let old = app.dump(stale.into()).await;
     assert!(old.purged_at.is_some(), "the pending purge finished");
+    // The live process's dump is its own business.
+    assert_eq!(app.dump(live).await.status, DumpStatus::Pending);
     let created_file = app.dump(created).await.filename.unwrap();
-    let mut kept = vec!["README.txt".to_string(), created_file, unrelated];
+    let mut kept = vec![
+        "README.txt".to_string(),
+        created_file,
+        unrelated,
+        live_partial,
+        unowned,
+    ];
     kept.sort();
     assert_eq!(
         app.dump_dir_entries(),

@@ -10,6 +10,8 @@
 pub mod app;
 pub mod hostile;
 pub mod process;
+// Some test modules use only part of it.
+#[allow(dead_code)]
 pub mod services;
 pub mod web;
 
