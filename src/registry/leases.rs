@@ -13,13 +13,13 @@ use std::collections::HashSet;
 
 use super::db;
 use super::files::{remove_temp_files, remove_unrecorded_archives, remove_unrecorded_objects};
-use crate::store::ArchiveStore;
 use super::pool::{Ex, Stamp, Tx, affected, on};
 use super::records::Dump;
 use super::service::{LEASE_EXPIRED, RecoveryReport, Registry};
 use super::types::DumpId;
 use super::{now, stamp};
 use crate::error::Result;
+use crate::store::ArchiveStore;
 
 impl Registry {
     /// This process's name in the leases it holds.

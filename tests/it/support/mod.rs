@@ -10,8 +10,6 @@
 pub mod app;
 pub mod hostile;
 pub mod process;
-// Some test modules use only part of it.
-#[allow(dead_code)]
 pub mod services;
 pub mod web;
 
