@@ -357,8 +357,8 @@ async fn dumps_live_in_the_bucket_and_download_like_files() {
     app.stop().await;
 }
 
-/// At start-up, the archive of a dump a dead process finished uploading but
-/// never recorded is removed from the bucket; other objects stay.
+/// Once its lease expired, the archive of a dump a dead process finished
+/// uploading but never recorded is removed from the bucket; other objects stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_removes_the_unrecorded_archive_of_a_dead_job() {
     let Some(bucket) = s3_bucket() else { return };
@@ -370,6 +370,13 @@ async fn recovery_removes_the_unrecorded_archive_of_a_dead_job() {
         .await
         .unwrap();
     registry.claim_next().await.unwrap();
+    // The process that claimed it died: its lease ran out.
+    registry
+        .execute_sql(&format!(
+            "UPDATE dumps SET lease_until = '2020-01-01T00:00:00.000000Z' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
     let orphan = format!("{PREFIX}/diskette_data_2025-02-03T175309_{id}.tar.gz");
     let unrelated = format!("{PREFIX}/notes.txt");
     for key in [&orphan, &unrelated] {
