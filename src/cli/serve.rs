@@ -25,6 +25,9 @@ pub async fn serve(config: Config, addr: Option<&str>) -> Result<()> {
 
 /// Log the address, then serve until SIGINT or SIGTERM.
 pub async fn run_until_signal(server: Server) -> Result<()> {
+    // Installed before the address is logged: whoever waits for that line
+    // may signal at once, and an uninstalled handler would let it kill us.
+    let signals = ShutdownSignals::install()?;
     tracing::info!(
         "instance {} (its name in the leases of the jobs it runs)",
         server.registry().instance()
@@ -32,31 +35,34 @@ pub async fn run_until_signal(server: Server) -> Result<()> {
     tracing::info!("Diskette is serving on http://{}", server.local_addr());
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.recv().await;
         token.cancel();
         tracing::info!("shutting down: finishing requests, stopping jobs");
     });
     server.run().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT and SIGTERM (the crate is Unix-only).
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler = |kind| signal(kind).map_err(|e| Error::io("handle", "signals", e));
+        Ok(ShutdownSignals {
+            interrupt: handler(SignalKind::interrupt())?,
+            terminate: handler(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }
 
