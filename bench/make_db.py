@@ -14,11 +14,12 @@ Creates OUTPUT.db (it must not exist) with Django-shaped tables:
 * blog_comment   (the rest): author, email, ~120-character body, created,
   approved, article_id -> blog_article.
 
-ROWS is the total number of rows over all tables. --schema-only creates the
+ROWS is the total number of rows over all tables. Datetimes are to the
+millisecond, the precision of Django's fixtures, so that a dump and a load
+give back the same rows. --schema-only creates the
 empty tables (the destination of a load). With --postgres, the same rows go
 into the existing, empty tables of a PostgreSQL database (made by Django's
-`migrate`: bench/django_pg) through `psql`'s COPY, with datetimes to the
-millisecond, the precision of Django's fixtures. Standard library only.
+`migrate`: bench/django_pg) through `psql`'s COPY, as with SQLite. Standard library only.
 """
 import argparse
 import csv
@@ -169,7 +170,7 @@ def main():
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         with conn:
-            for table, columns, it in generate(args.rows, args.seed, lambda i: i % 1000000):
+            for table, columns, it in generate(args.rows, args.seed, lambda i: (i % 1000) * 1000):
                 conn.executemany('INSERT INTO %s (%s) VALUES (%s)' % (
                     table, ", ".join(columns), ", ".join("?" * len(columns))), it)
     conn.close()
