@@ -101,8 +101,9 @@ def generate(rows, seed, micro):
             title = words(rng, vocab, 4 + rng.randrange(6)).capitalize()
             yield (i, title, "%s-%d" % (title.lower().replace(" ", "-")[:180], i),
                    words(rng, vocab, 40 + rng.randrange(30)).capitalize() + ".",
-                   "2024-%02d-%02d %02d:%02d:%02d.%06d" % (
-                       1 + i % 12, 1 + i % 28, i % 24, i % 60, (i * 7) % 60, micro(i)),
+                   # Without a fraction when it is zero, as Django stores it.
+                   ("2024-%02d-%02d %02d:%02d:%02d.%06d" % (
+                       1 + i % 12, 1 + i % 28, i % 24, i % 60, (i * 7) % 60, micro(i))).removesuffix(".000000"),
                    rng.randrange(100000), rng.random() < 0.8, 1 + rng.randrange(n_cat))
 
     def comments():
