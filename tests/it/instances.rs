@@ -75,9 +75,14 @@ async fn wait_for(registry: &Registry, id: DumpId, check: impl Fn(&Dump) -> bool
     panic!("dump {id} never reached the expected state");
 }
 
+/// The names in `dir`; none while the job has not created it yet.
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("read {}: {e}", dir.display()),
+    };
+    let mut names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
